@@ -1,0 +1,68 @@
+/**
+ * The one error catalogue. Every error Nudge raises on purpose carries a stable code
+ * (`NUDGE_…`), a retriable flag, context without personal data, and a message that says what
+ * was wrong, the value seen (when it is not personal) and what to do next.
+ *
+ * Codes are a contract: operators grep logs and alert on them, so never rename one.
+ * `tests/unit/errors.test.ts` fails when a code is not documented in `docs/errors.md`.
+ */
+
+export const ErrorCodes = {
+  /** The config file is missing, unreadable, not YAML, or fails the schema. */
+  CONFIG_INVALID: 'NUDGE_CONFIG_INVALID',
+  /** A config section exists in the schema for a later release and is not implemented yet. */
+  CONFIG_UNSUPPORTED: 'NUDGE_CONFIG_UNSUPPORTED',
+  /** An environment override has a value that cannot be used. */
+  CONFIG_ENV_INVALID: 'NUDGE_CONFIG_ENV_INVALID',
+  /** A command-line flag is missing or has a bad value. */
+  CLI_USAGE: 'NUDGE_CLI_USAGE',
+  /** Input to `nudge produce` is not a JSON object on one line, or fails validation. */
+  PRODUCE_INPUT: 'NUDGE_PRODUCE_INPUT',
+  /** The Kafka broker could not be reached or refused a request. */
+  KAFKA_UNAVAILABLE: 'NUDGE_KAFKA_UNAVAILABLE',
+  /** A produced message was not acknowledged by the broker. */
+  KAFKA_DELIVERY: 'NUDGE_KAFKA_DELIVERY',
+  /** Redis could not be reached or refused a command. */
+  REDIS_UNAVAILABLE: 'NUDGE_REDIS_UNAVAILABLE',
+  /** Redis is configured in a way that would lose data (for example an eviction policy). */
+  REDIS_UNSAFE: 'NUDGE_REDIS_UNSAFE',
+  /** A feature was asked for that this build does not have yet. */
+  NOT_IMPLEMENTED: 'NUDGE_NOT_IMPLEMENTED',
+  /** A test or dev service (redis-server, the Kafka broker) failed to start. */
+  SERVICE_START: 'NUDGE_SERVICE_START',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface NudgeErrorOptions {
+  /** True when the same call may succeed later without a change (a broker that is down). */
+  retriable?: boolean;
+  /** Structured context for logs. Never put user data here beyond a user id. */
+  context?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+export class NudgeError extends Error {
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+  readonly context: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: NudgeErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'NudgeError';
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+    this.context = options.context ?? {};
+  }
+}
+
+export function isNudgeError(err: unknown): err is NudgeError {
+  return err instanceof NudgeError;
+}
+
+/** A message for any thrown value, safe to log (no stack, no object dumps). */
+export function describeError(err: unknown): string {
+  if (err instanceof NudgeError) return `${err.code}: ${err.message}`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
