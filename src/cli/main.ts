@@ -1,0 +1,257 @@
+import { parseArgs } from 'node:util';
+import { createReadStream, existsSync } from 'node:fs';
+import { describeError, ErrorCodes, isNudgeError, NudgeError } from '../errors.js';
+import { loadConfig, describeConfig, ENV_OVERRIDES } from '../config/load.js';
+import type { NudgeConfig } from '../config/schema.js';
+import { parseDuration } from '../config/duration.js';
+import { librdkafkaOptions } from '../sources/kafka-options.js';
+import { EventProducer } from '../sources/event-producer.js';
+import { produceLines } from '../tools/produce-lines.js';
+import { runLoadgen } from '../tools/loadgen/run-loadgen.js';
+import { progressLine } from './progress.js';
+
+const USAGE = `nudge — real-time engagement engine
+
+Usage: nudge <command> [options]
+
+Commands:
+  demo                     run everything on the embedded default (npm start)      [not yet]
+  run [--config FILE]      run the engine and delivery workers                      [not yet]
+  worker [--config FILE]   run delivery workers only                                [not yet]
+  produce [FILE|-]         read JSON lines (a file, or stdin) and produce protobuf events
+        --topic T            topic (default: kafka.topic from the config)
+        --strict             stop at the first bad line
+  loadgen                  produce synthetic banking-app traffic
+        --rate R             events per second (default 1000)
+        --users U            registered users (default 10000)
+        --duration D         how long, e.g. 60s, 10m (default 60s)
+        --count N            stop after N events instead
+        --seed S             seed; the same seed gives the same traffic (default: random, printed)
+        --unpaced            as fast as the broker takes them, event times from --start
+        --start ISO          event time of the first event (default: now)
+  check-config [FILE]      validate a config file and print what it configures
+
+Options for every command:
+  --config FILE            config file (default: $NUDGE_CONFIG, else config/nudge.yaml if present)
+  -h, --help               this text
+
+Environment overrides: run 'nudge help env'.
+`;
+
+/** Entry point of `bin/nudge.js`. Returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case undefined:
+      case 'help':
+      case '-h':
+      case '--help':
+        if (rest[0] === 'env') process.stdout.write(envHelp());
+        else process.stdout.write(USAGE);
+        return 0;
+      case 'produce':
+        return await produceCommand(rest);
+      case 'loadgen':
+        return await loadgenCommand(rest);
+      case 'check-config':
+        return checkConfigCommand(rest);
+      case 'demo':
+      case 'run':
+      case 'worker':
+        return notYet(command);
+      default:
+        throw usage(`unknown command "${command}". Commands: demo, run, worker, produce, loadgen, check-config.`);
+    }
+  } catch (err) {
+    process.stderr.write(`nudge ${command ?? ''}: ${describeError(err)}\n`);
+    if (isNudgeError(err) && err.code === ErrorCodes.CLI_USAGE) process.stderr.write(`Run 'nudge --help' for usage.\n`);
+    return isNudgeError(err) && err.code === ErrorCodes.CLI_USAGE ? 2 : 1;
+  }
+}
+
+function notYet(command: string): number {
+  const plan: Record<string, string> = {
+    demo:
+      'It will feed synthetic banking traffic through the real pipeline (Redis started privately if none is reachable), show live DAU/WAU/MAU, lifecycle stages and touches in the terminal, and serve the ops API.',
+    run: 'It will consume events from Kafka, keep per-user state and activity counts in Redis, fire journeys and enqueue touches on BullMQ.',
+    worker: 'It will deliver touch jobs from the BullMQ queue to push, SMS, in-app and webhook channels.',
+  };
+  process.stderr.write(
+    `nudge ${command}: not available yet in this version of Nudge.\n${plan[command] ?? ''}\n` +
+      `What works today: 'nudge produce', 'nudge loadgen', 'nudge check-config', 'npm run services' and 'npm test'. See README.md.\n`,
+  );
+  return 3;
+}
+
+async function produceCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      topic: { type: 'string' },
+      strict: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const config = configFor(values.config);
+  const source = positionals[0] ?? '-';
+  if (source !== '-' && !existsSync(source)) throw usage(`input file not found: ${source}`);
+  const input = source === '-' ? process.stdin : createReadStream(source);
+  const topic = values.topic ?? config.kafka.topic;
+  const producer = await connectProducer(config);
+  const progress = progressLine(process.stderr);
+  try {
+    const result = await produceLines(input, producer, {
+      topic,
+      stopOnError: values.strict,
+      onReject: (line, code, message) => progress.log(`line ${line}: ${code}: ${message}`),
+      onProgress: (p) => progress.update(`read ${p.lines} lines, produced ${p.produced}, rejected ${p.rejected}`),
+    });
+    progress.update('waiting for the broker to acknowledge...');
+    const stats = await producer.flush();
+    progress.done(
+      `produced ${result.produced} events to ${topic} (${stats.delivered} acknowledged` +
+        (stats.failed > 0 ? `, ${stats.failed} FAILED: ${stats.firstError ?? ''}` : '') +
+        `), rejected ${result.rejected} of ${result.lines} lines` +
+        (result.stoppedEarly ? ' (stopped at the first bad line: --strict)' : ''),
+    );
+    return result.rejected > 0 || stats.failed > 0 ? 1 : 0;
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+async function loadgenCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      topic: { type: 'string' },
+      rate: { type: 'string', default: '1000' },
+      users: { type: 'string', default: '10000' },
+      duration: { type: 'string' },
+      count: { type: 'string' },
+      seed: { type: 'string' },
+      unpaced: { type: 'boolean', default: false },
+      start: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const config = configFor(values.config);
+  const rate = positiveNumber('--rate', values.rate);
+  const users = positiveInteger('--users', values.users);
+  const count = values.count === undefined ? undefined : positiveInteger('--count', values.count);
+  const durationMs =
+    values.duration !== undefined
+      ? durationFlag(values.duration)
+      : count === undefined
+        ? 60_000
+        : undefined;
+  const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : positiveInteger('--seed', values.seed, 0);
+  let startMs: number | undefined;
+  if (values.start !== undefined) {
+    startMs = Date.parse(values.start);
+    if (Number.isNaN(startMs)) throw usage(`--start: expected an ISO-8601 time like 2026-11-01T00:00:00Z, got "${values.start}"`);
+  }
+  const topic = values.topic ?? config.kafka.topic;
+  const producer = await connectProducer(config);
+  const progress = progressLine(process.stderr);
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  progress.log(
+    `loadgen: seed ${seed}, ${users} users, ${rate} events/s, ` +
+      (count !== undefined ? `${count} events` : `${durationMs! / 1000} s`) +
+      `, ${values.unpaced ? 'unpaced' : 'paced'}, topic ${topic}, reporting zone ${config.time.reportingTimeZone}`,
+  );
+  try {
+    const produced = await runLoadgen(producer, {
+      topic,
+      seed,
+      users,
+      ratePerSec: rate,
+      reportingTimeZone: config.time.reportingTimeZone,
+      paced: !values.unpaced,
+      ...(durationMs !== undefined ? { durationMs } : {}),
+      ...(count !== undefined ? { count } : {}),
+      ...(startMs !== undefined ? { startMs } : {}),
+      signal: abort.signal,
+      onProgress: (p) =>
+        progress.update(`${bar(p.fraction)} ${p.produced} events, ${Math.round(p.produced / Math.max(1, p.elapsedMs / 1000))}/s`),
+    });
+    progress.update('waiting for the broker to acknowledge...');
+    const stats = await producer.flush();
+    progress.done(
+      `produced ${produced} events to ${topic} (${stats.delivered} acknowledged${stats.failed > 0 ? `, ${stats.failed} FAILED: ${stats.firstError ?? ''}` : ''})` +
+        (abort.signal.aborted ? ' — stopped by signal' : ''),
+    );
+    return stats.failed > 0 ? 1 : 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await producer.disconnect();
+  }
+}
+
+function checkConfigCommand(args: string[]): number {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string' } } });
+  const file = positionals[0] ?? values.config ?? process.env.NUDGE_CONFIG ?? 'config/nudge.yaml';
+  const config = loadConfig({ file, env: process.env });
+  process.stdout.write(`${file}: OK\n${describeConfig(config)}\n`);
+  return 0;
+}
+
+function configFor(flag: string | undefined): NudgeConfig {
+  const file = flag ?? process.env.NUDGE_CONFIG ?? (existsSync('config/nudge.yaml') ? 'config/nudge.yaml' : undefined);
+  return file === undefined ? loadConfig({ env: process.env, defaultsOnly: true }) : loadConfig({ file, env: process.env });
+}
+
+async function connectProducer(config: NudgeConfig): Promise<EventProducer> {
+  const producer = new EventProducer({ connection: librdkafkaOptions(config.kafka), connectTimeoutMs: 15_000 });
+  await producer.connect();
+  return producer;
+}
+
+function envHelp(): string {
+  const lines = ENV_OVERRIDES.map((o) => `  ${o.name.padEnd(32)} ${o.description}`);
+  return `Environment overrides (they win over the config file):\n${lines.join('\n')}\n`;
+}
+
+function usage(message: string): NudgeError {
+  return new NudgeError(ErrorCodes.CLI_USAGE, message);
+}
+
+function positiveNumber(flag: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw usage(`${flag}: expected a number above 0, got "${raw}"`);
+  return n;
+}
+
+function positiveInteger(flag: string, raw: string, min = 1): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw usage(`${flag}: expected a whole number of at least ${min}, got "${raw}"`);
+  return n;
+}
+
+function durationFlag(raw: string): number {
+  const ms = parseDuration(raw);
+  if (ms === null || ms <= 0) throw usage(`--duration: expected a duration like "30s" or "10m", got "${raw}"`);
+  return ms;
+}
+
+function bar(fraction: number): string {
+  const width = 24;
+  const filled = Math.round(Math.max(0, Math.min(1, fraction)) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%`;
+}
