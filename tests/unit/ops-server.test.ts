@@ -47,7 +47,7 @@ describe('OpsServer', () => {
     expect(await res.json()).toEqual({ ready: false, checks: { redis: true, kafka: false, broken: false } });
     kafkaReady = true;
     res = await fetch(`${url}/readyz`);
-    expect((await res.json()).checks.kafka).toBe(true);
+    expect(((await res.json()) as { checks: Record<string, boolean> }).checks.kafka).toBe(true);
   });
 
   it('routes /v1 JSON endpoints with parameters, and answers 404 and 405 with a hint', async () => {
@@ -59,7 +59,7 @@ describe('OpsServer', () => {
     expect(wrongMethod.status).toBe(405);
     const missing = await fetch(`${url}/v1/nothing`);
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error).toContain('/healthz');
+    expect(((await missing.json()) as { error: string }).error).toContain('/healthz');
   });
 
   it('requires the bearer token on /v1 (and on /metrics when configured) when one is set', async () => {

@@ -1,0 +1,72 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/**
+ * Metrics of the streaming state core. Updated once per batch, never per event (a labelled
+ * prom-client call costs ~0.4 µs; per event that would be a visible share of the budget).
+ * Labels come from small fixed sets: error codes, outcomes, stages — never user ids.
+ */
+export class PipelineMetrics {
+  readonly eventsConsumed: Counter;
+  readonly eventsApplied: Counter;
+  readonly eventsInvalid: Counter<'code'>;
+  readonly eventsLate: Counter;
+  readonly eventsDuplicate: Counter;
+  readonly eventsClamped: Counter;
+  readonly batchSize: Histogram;
+  readonly eventToCommit: Histogram;
+  readonly commitDuration: Histogram;
+  readonly commitOutcomes: Counter<'outcome'>;
+  readonly redisErrors: Counter<'operation'>;
+  readonly timersFired: Counter;
+  readonly timerLag: Gauge;
+  readonly timerBacklog: Gauge;
+  readonly transitions: Counter<'to'>;
+  readonly lanes: Gauge;
+  readonly inFlightBatches: Gauge;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.eventsConsumed = new Counter({ name: 'nudge_events_consumed_total', help: 'Events read from the events topic.', registers });
+    this.eventsApplied = new Counter({ name: 'nudge_events_applied_total', help: 'Events applied to user state (valid, not late, not duplicate).', registers });
+    this.eventsInvalid = new Counter({
+      name: 'nudge_events_invalid_total',
+      help: 'Events sent to the dead-letter topic, by error code.',
+      labelNames: ['code'],
+      registers,
+    });
+    this.eventsLate = new Counter({ name: 'nudge_events_late_total', help: 'Events older than allowedLateness behind their lane stream time; they change nothing.', registers });
+    this.eventsDuplicate = new Counter({ name: 'nudge_events_duplicate_total', help: 'Events whose id the user had just seen (producer retries).', registers });
+    this.eventsClamped = new Counter({ name: 'nudge_events_clamped_total', help: 'Events more than maxFutureSkew ahead of the wall clock, clamped to it.', registers });
+    this.batchSize = new Histogram({
+      name: 'nudge_batch_size_events',
+      help: 'Events per lane batch.',
+      buckets: [1, 10, 50, 100, 250, 500, 1000],
+      registers,
+    });
+    this.eventToCommit = new Histogram({
+      name: 'nudge_event_to_commit_seconds',
+      help: 'From the broker timestamp of a batch’s newest event to its state commit.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.commitDuration = new Histogram({
+      name: 'nudge_commit_duration_seconds',
+      help: 'Duration of the one-script commit of a batch.',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+      registers,
+    });
+    this.commitOutcomes = new Counter({
+      name: 'nudge_commits_total',
+      help: 'Batch commits by outcome: committed, stale-epoch (fenced zombie), already-applied (replay).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.redisErrors = new Counter({ name: 'nudge_redis_errors_total', help: 'Redis calls that failed and were retried.', labelNames: ['operation'], registers });
+    this.timersFired = new Counter({ name: 'nudge_timers_fired_total', help: 'User timers handled by the sweep.', registers });
+    this.timerLag = new Gauge({ name: 'nudge_timer_lag_seconds', help: 'How far behind its due time the oldest due timer is, at the last sweep.', registers });
+    this.timerBacklog = new Gauge({ name: 'nudge_timer_backlog', help: 'Timers due and not yet handled, at the last sweep.', registers });
+    this.transitions = new Counter({ name: 'nudge_lifecycle_transitions_total', help: 'Lifecycle stage changes recorded, by new stage.', labelNames: ['to'], registers });
+    this.lanes = new Gauge({ name: 'nudge_lanes_assigned', help: 'Partitions (lanes) this instance owns.', registers });
+    this.inFlightBatches = new Gauge({ name: 'nudge_batches_in_flight', help: 'Batches accepted and not yet committed.', registers });
+  }
+}

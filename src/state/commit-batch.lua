@@ -1,0 +1,70 @@
+--[[
+  Commits one lane batch atomically: checks the lane's fence, then writes user states,
+  timers and counter increments, and advances the fence. All or nothing (DESIGN §5).
+
+  KEYS[1]  fence hash        {lane}:fence  (epoch, offset, streamTime)
+  KEYS[2]  timers zset       {lane}:timers
+  KEYS[3 .. 2+U]             user state keys, one per changed user
+  KEYS[3+U .. 2+U+H]         counter hashes
+
+  ARGV[1]  epoch the lane was assigned with
+  ARGV[2]  first offset of the batch, or -1 for a timer batch (no offset to advance)
+  ARGV[3]  last offset of the batch
+  ARGV[4]  stream time after the batch (ms)
+  ARGV[5]  U, number of user states
+  ARGV[6]  T, number of timer changes
+  ARGV[7]  H, number of counter hashes
+  then U user state JSON values,
+  then T pairs (member, due): timer member = user id, due = ms or '' to remove the timer,
+  then for each hash: F (number of fields), then F pairs (field, delta)
+
+  Output:  1 committed
+          -1 stale epoch: another consumer owns the lane now (this one is a zombie)
+          -2 already applied: the batch starts at or below the fence (a replay)
+]]
+local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if tonumber(ARGV[1]) ~= epoch then
+  return -1
+end
+local first = tonumber(ARGV[2])
+if first >= 0 then
+  local fenced = tonumber(redis.call('HGET', KEYS[1], 'offset') or '-1')
+  if first <= fenced then
+    return -2
+  end
+  redis.call('HSET', KEYS[1], 'offset', ARGV[3])
+end
+local streamTime = tonumber(ARGV[4])
+local knownStreamTime = tonumber(redis.call('HGET', KEYS[1], 'streamTime') or '0')
+if streamTime > knownStreamTime then
+  redis.call('HSET', KEYS[1], 'streamTime', ARGV[4])
+end
+
+local users = tonumber(ARGV[5])
+local timers = tonumber(ARGV[6])
+local hashes = tonumber(ARGV[7])
+local a = 8
+for i = 1, users do
+  redis.call('SET', KEYS[2 + i], ARGV[a])
+  a = a + 1
+end
+for i = 1, timers do
+  local member = ARGV[a]
+  local due = ARGV[a + 1]
+  if due == '' then
+    redis.call('ZREM', KEYS[2], member)
+  else
+    redis.call('ZADD', KEYS[2], due, member)
+  end
+  a = a + 2
+end
+for h = 1, hashes do
+  local key = KEYS[2 + users + h]
+  local fields = tonumber(ARGV[a])
+  a = a + 1
+  for f = 1, fields do
+    redis.call('HINCRBY', key, ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+end
+return 1

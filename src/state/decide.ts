@@ -1,0 +1,271 @@
+import type { AppEvent } from '../contract/event.js';
+import { dayNumber } from '../time/calendar.js';
+import { addActiveDay, gapBucket, windowIncrements } from './activity.js';
+import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
+import { matches, STATE_BOUNDS, type StateSpec } from './spec.js';
+import type { UserState } from './user-state.js';
+
+/**
+ * The pure state step: events and timers in, new user states and counter increments out.
+ * No I/O, no clock: `now` is an argument. The commit step writes the result atomically.
+ */
+
+/** Counter increments of one lane: hash name (a key suffix) -> field -> delta. */
+export type CounterDeltas = Map<string, Map<string, number>>;
+
+export interface Transition {
+  userId: string;
+  from: Stage | null;
+  to: Stage;
+  at: number;
+}
+
+export interface StepStats {
+  applied: number;
+  duplicates: number;
+  late: number;
+  clamped: number;
+  timersFired: number;
+}
+
+export interface StepResult {
+  /** States that changed, by user id. */
+  states: Map<string, UserState>;
+  counters: CounterDeltas;
+  /** Next timer due time per user; null removes the user's timer. */
+  timers: Map<string, number | null>;
+  transitions: Transition[];
+  /** The lane's stream time after the batch (highest accepted event time). */
+  streamTime: number;
+  stats: StepStats;
+}
+
+/** Hash names (key suffixes) of the lane counters; `keys.ts` adds the lane's prefix. */
+export const CounterHash = {
+  activity: (metric: string, window: string) => `a:${metric}:${window}`,
+  newUsers: 'new',
+  gaps: (metric: string) => `gap:${metric}`,
+  stages: 'stages',
+} as const;
+
+function bump(counters: CounterDeltas, hash: string, field: string | number, delta = 1): void {
+  let h = counters.get(hash);
+  if (h === undefined) counters.set(hash, (h = new Map()));
+  const f = String(field);
+  h.set(f, (h.get(f) ?? 0) + delta);
+}
+
+/**
+ * Applies a lane's batch of events (in offset order) to the users' states.
+ * `states` holds the loaded state of every user in the batch (undefined = never seen).
+ */
+export function applyEvents(
+  events: readonly AppEvent[],
+  loaded: ReadonlyMap<string, UserState | undefined>,
+  streamTime: number,
+  now: number,
+  spec: StateSpec,
+): StepResult {
+  const result: StepResult = {
+    states: new Map(),
+    counters: new Map(),
+    timers: new Map(),
+    transitions: [],
+    streamTime,
+    stats: { applied: 0, duplicates: 0, late: 0, clamped: 0, timersFired: 0 },
+  };
+  for (const e of events) {
+    const state = result.states.get(e.userId) ?? loaded.get(e.userId);
+    if (state !== undefined && state.recentIds.includes(e.eventId)) {
+      result.stats.duplicates++;
+      continue;
+    }
+    if (e.timeMs < result.streamTime - spec.allowedLatenessMs) {
+      result.stats.late++;
+      continue;
+    }
+    let t = e.timeMs;
+    if (t > now + spec.maxFutureSkewMs) {
+      t = now;
+      result.stats.clamped++;
+    }
+    if (t > result.streamTime) result.streamTime = t;
+    const next = applyOne(state, e, t, spec, result);
+    result.states.set(e.userId, next);
+    result.stats.applied++;
+  }
+  return result;
+}
+
+function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: StateSpec, out: StepResult): UserState {
+  const s: UserState =
+    prior === undefined
+      ? {
+          firstSeen: t,
+          lastSeen: t,
+          tz: '',
+          stage: 'new',
+          stageSince: t,
+          active: {},
+          counters: {},
+          sums: {},
+          streaks: {},
+          traits: {},
+          recentIds: [],
+        }
+      : structuredCloneState(prior);
+  const day = dayNumber(t, spec.reportingTimeZone);
+  if (prior === undefined) {
+    bump(out.counters, CounterHash.newUsers, day);
+    bump(out.counters, CounterHash.stages, 'new');
+    out.transitions.push({ userId: e.userId, from: null, to: 'new', at: t });
+  } else {
+    if (t - s.lastSeen >= spec.lifecycle.dormantAfterMs) s.reactivatedAt = t;
+    if (t > s.lastSeen) s.lastSeen = t;
+    if (t < s.firstSeen) s.firstSeen = t;
+  }
+
+  s.recentIds.push(e.eventId);
+  if (s.recentIds.length > STATE_BOUNDS.recentEventIds) s.recentIds.splice(0, s.recentIds.length - STATE_BOUNDS.recentEventIds);
+  if (e.tz !== '') s.tz = e.tz;
+
+  for (const metric of spec.metrics) {
+    if (metric.events !== null && !metric.events.has(e.name)) continue;
+    const days = s.active[metric.name] ?? [];
+    if (days.includes(day)) continue;
+    for (const inc of windowIncrements(days, day)) bump(out.counters, CounterHash.activity(metric.name, inc.window), inc.period);
+    const newest = days.length > 0 ? (days[days.length - 1] as number) : undefined;
+    if (newest !== undefined && day > newest) bump(out.counters, CounterHash.gaps(metric.name), `${day}:${gapBucket(day - newest)}`);
+    s.active[metric.name] = addActiveDay(days, day);
+  }
+
+  for (const c of spec.counters) {
+    if (!matches(c.filter, e)) continue;
+    s.counters[c.name] = insertBounded(s.counters[c.name] ?? [], t, Math.min(c.keep, STATE_BOUNDS.counterKeep));
+  }
+
+  for (const sum of spec.sums) {
+    if (!matches(sum.filter, e)) continue;
+    s.sums[sum.name] = addToBuckets(s.sums[sum.name] ?? [], t, e.value, sum.windowMs, sum.bucketMs);
+  }
+
+  if (spec.streaks.length > 0) {
+    const userDay = dayNumber(t, s.tz !== '' ? s.tz : spec.reportingTimeZone);
+    for (const st of spec.streaks) {
+      if (!matches(st.filter, e)) continue;
+      const cur = s.streaks[st.name];
+      // Days are taken in arrival order: a late event for an earlier day does not join runs.
+      if (cur === undefined || userDay > cur.last + 1) {
+        s.streaks[st.name] = { last: userDay, current: 1, best: Math.max(1, cur?.best ?? 0) };
+      } else if (userDay === cur.last + 1) {
+        const current = cur.current + 1;
+        s.streaks[st.name] = { last: userDay, current, best: Math.max(cur.best, current) };
+      }
+    }
+  }
+
+  for (const key of spec.traitKeys) {
+    const v = e.props[key];
+    if (v === undefined) continue;
+    if (!(key in s.traits) && Object.keys(s.traits).length >= STATE_BOUNDS.traits) continue;
+    s.traits[key] = v.slice(0, STATE_BOUNDS.traitValueLength);
+  }
+
+  recordStage(s, e.userId, s.lastSeen, spec, out);
+  return s;
+}
+
+/**
+ * Re-evaluates the users whose timers are due at `now` (the sweep feeds them in): records a
+ * stage change, if any, and schedules the next timer.
+ */
+export function applyTimers(
+  userIds: readonly string[],
+  loaded: ReadonlyMap<string, UserState | undefined>,
+  now: number,
+  spec: StateSpec,
+): StepResult {
+  const result: StepResult = {
+    states: new Map(),
+    counters: new Map(),
+    timers: new Map(),
+    transitions: [],
+    streamTime: 0,
+    stats: { applied: 0, duplicates: 0, late: 0, clamped: 0, timersFired: 0 },
+  };
+  for (const userId of userIds) {
+    const prior = loaded.get(userId);
+    if (prior === undefined) {
+      result.timers.set(userId, null);
+      continue;
+    }
+    const s = structuredCloneState(prior);
+    result.stats.timersFired++;
+    recordStage(s, userId, now, spec, result);
+    result.states.set(userId, s);
+  }
+  return result;
+}
+
+/** Records the stage at `t` if it changed, and sets the user's next timer. */
+function recordStage(s: UserState, userId: string, t: number, spec: StateSpec, out: StepResult): void {
+  const at = stageAt(s, t, spec.lifecycle);
+  if (at.stage !== s.stage) {
+    out.transitions.push({ userId, from: s.stage, to: at.stage, at: at.since });
+    bump(out.counters, CounterHash.stages, s.stage, -1);
+    bump(out.counters, CounterHash.stages, at.stage, 1);
+    s.stage = at.stage;
+    s.stageSince = at.since;
+  }
+  out.timers.set(userId, nextTransitionAt(s, t, spec.lifecycle));
+}
+
+function insertBounded(times: readonly number[], t: number, keep: number): number[] {
+  const out = [...times];
+  let i = out.length;
+  while (i > 0 && (out[i - 1] as number) > t) i--;
+  out.splice(i, 0, t);
+  return out.length > keep ? out.slice(out.length - keep) : out;
+}
+
+function addToBuckets(buckets: ReadonlyArray<[number, number]>, t: number, value: number, windowMs: number, bucketMs: number): Array<[number, number]> {
+  const start = Math.floor(t / bucketMs) * bucketMs;
+  const out = buckets.map(([b, v]) => [b, v] as [number, number]);
+  const hit = out.find(([b]) => b === start);
+  if (hit) hit[1] += value;
+  else {
+    out.push([start, value]);
+    out.sort((a, b) => a[0] - b[0]);
+  }
+  const newest = (out[out.length - 1] as [number, number])[0];
+  const keepFrom = newest - windowMs;
+  const trimmed = out.filter(([b]) => b > keepFrom);
+  return trimmed.length > STATE_BOUNDS.sumBuckets ? trimmed.slice(trimmed.length - STATE_BOUNDS.sumBuckets) : trimmed;
+}
+
+/** Copies the parts a step mutates; the loaded object stays as it was (callers may compare). */
+function structuredCloneState(s: UserState): UserState {
+  return {
+    ...s,
+    active: { ...s.active },
+    counters: { ...s.counters },
+    sums: { ...s.sums },
+    streaks: { ...s.streaks },
+    traits: { ...s.traits },
+    recentIds: [...s.recentIds],
+  };
+}
+
+/** Sum of a windowed sum as of `t`: the buckets that overlap (t - window, t]. */
+export function windowSum(buckets: ReadonlyArray<[number, number]>, t: number, windowMs: number, bucketMs: number): number {
+  let total = 0;
+  for (const [b, v] of buckets) if (b + bucketMs > t - windowMs && b <= t) total += v;
+  return total;
+}
+
+/** Matching events counted by a counter within `withinMs` before `t` (exact up to its `keep`). */
+export function counterWithin(times: readonly number[], t: number, withinMs: number): number {
+  let n = 0;
+  for (const x of times) if (x > t - withinMs && x <= t) n++;
+  return n;
+}

@@ -1,0 +1,35 @@
+/**
+ * Every Redis key Nudge writes is built here (STYLE.md habit 5; never ioredis `keyPrefix`).
+ *
+ * Keys of one lane (one partition of the events topic) share a Redis Cluster hash tag, so the
+ * commit script that writes a batch's states, counters, timers and fence touches one slot.
+ * The tag holds the namespace, the topic and the partition:
+ *   {nudge:nudge.events:3}:u:<userId>      one user's state (JSON)
+ *   {nudge:nudge.events:3}:fence           epoch, last applied offset, stream time
+ *   {nudge:nudge.events:3}:timers          due times of the lane's users (sorted set)
+ *   {nudge:nudge.events:3}:a:active:dau    activity counts of the lane, field = period
+ * and one key outside any lane:
+ *   nudge:nudge.events:lanes               the partitions that ever had state (a set)
+ */
+export interface LaneKeys {
+  tag: string;
+  fence: string;
+  timers: string;
+  user(userId: string): string;
+  hash(suffix: string): string;
+}
+
+export function laneKeys(namespace: string, topic: string, partition: number): LaneKeys {
+  const tag = `{${namespace}:${topic}:${partition}}`;
+  return {
+    tag,
+    fence: `${tag}:fence`,
+    timers: `${tag}:timers`,
+    user: (userId) => `${tag}:u:${userId}`,
+    hash: (suffix) => `${tag}:${suffix}`,
+  };
+}
+
+export function lanesKey(namespace: string, topic: string): string {
+  return `${namespace}:${topic}:lanes`;
+}
