@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import type { AppEvent } from '../../src/contract/event.js';
+import { applyEvents } from '../../src/state/decide.js';
+import { LaneStore } from '../../src/state/lane-store.js';
+import { StateQueries } from '../../src/state/queries.js';
+import type { StateSpec } from '../../src/state/spec.js';
+import { parseDay } from '../../src/time/calendar.js';
+
+const DAY = 86_400_000;
+const spec: StateSpec = {
+  reportingTimeZone: 'UTC',
+  allowedLatenessMs: 7_200_000,
+  maxFutureSkewMs: 300_000,
+  metrics: [{ name: 'active', events: null }],
+  lifecycle: { newForMs: 7 * DAY, dormantAfterMs: 14 * DAY, churnedAfterMs: 30 * DAY, reactivatedForMs: 7 * DAY },
+  counters: [],
+  sums: [],
+  streaks: [],
+  traitKeys: [],
+};
+const T0 = Date.UTC(2026, 10, 2, 9);
+const ev = (id: string, userId: string, t: number): AppEvent => ({
+  eventId: id, userId, name: 'login', timeMs: t, channel: 'app', props: {}, value: 0, tz: '', deviceId: '', sentMs: 0,
+});
+
+let redis: Redis;
+const namespace = `t${randomBytes(4).toString('hex')}`;
+
+beforeAll(() => {
+  redis = new Redis(inject('redisUrl'));
+});
+afterAll(async () => {
+  // Every key of this test starts with `{<namespace>:` (the lane hash tag) or `<namespace>:`.
+  for (const pattern of [`{${namespace}:*`, `${namespace}:*`]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      if (keys.length) await redis.unlink(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  }
+  await redis.quit();
+});
+
+describe('LaneStore against a real Redis', () => {
+  it('commits a batch atomically, refuses its replay, and fences off a zombie owner', async () => {
+    const store = new LaneStore(redis, namespace, 'events');
+    const queries = new StateQueries(redis, namespace, 'events', spec);
+    const first = await store.claim(0);
+    expect(first).toEqual({ epoch: 1, offset: -1, streamTime: 0 });
+
+    const batch = [ev('a', 'u1', T0), ev('b', 'u2', T0 + 1000)];
+    const result = applyEvents(batch, await store.loadUsers(0, ['u1', 'u2']), 0, T0, spec);
+    expect(await store.commit(0, first.epoch, 10, 11, result)).toBe('committed');
+    expect(await store.readFence(0)).toEqual({ epoch: 1, offset: 11, streamTime: T0 + 1000 });
+    expect((await queries.active('active', 'dau', parseDay('2026-11-02')!)).count).toBe(2);
+
+    // The same offsets again (a redelivery) change nothing.
+    expect(await store.commit(0, first.epoch, 10, 11, result)).toBe('already-applied');
+    expect((await queries.active('active', 'dau', parseDay('2026-11-02')!)).count).toBe(2);
+
+    // A second owner claims the lane: the first one's next commit is refused, writing nothing.
+    const second = await store.claim(0);
+    expect(second).toEqual({ epoch: 2, offset: 11, streamTime: T0 + 1000 });
+    const late = applyEvents([ev('c', 'u3', T0 + 2000)], new Map(), T0 + 1000, T0, spec);
+    expect(await store.commit(0, first.epoch, 12, 12, late)).toBe('stale-epoch');
+    expect(await queries.userState('u3')).toBeNull();
+    expect(await store.commit(0, second.epoch, 12, 12, late)).toBe('committed');
+    expect((await queries.user('u3', T0 + 3000))?.stage).toBe('new');
+    expect((await queries.active('active', 'mau', parseDay('2026-11-30')!)).count).toBe(3);
+    expect(await queries.stageCounts()).toMatchObject({ new: 3 });
+  });
+
+  it('keeps timers in a sorted set that the sweep reads by due time', async () => {
+    const store = new LaneStore(redis, namespace, 'timers');
+    const { epoch } = await store.claim(3);
+    const result = applyEvents([ev('x', 'u9', T0)], new Map(), 0, T0, spec);
+    expect(await store.commit(3, epoch, 0, 0, result)).toBe('committed');
+    expect(await store.dueTimers(3, T0 + 7 * DAY - 1, 10)).toEqual([]);
+    expect(await store.dueTimers(3, T0 + 7 * DAY, 10)).toEqual(['u9']);
+  });
+});
