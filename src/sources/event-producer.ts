@@ -11,6 +11,13 @@ export interface EventProducerOptions {
   connectTimeoutMs?: number;
 }
 
+export interface OutgoingMessage {
+  key: string | Buffer | null;
+  value: Buffer | Uint8Array | null;
+  headers?: Record<string, string>;
+  timestampMs?: number;
+}
+
 export interface ProduceStats {
   sent: number;
   delivered: number;
@@ -49,7 +56,9 @@ export class EventProducer {
       ...options.tuning,
     } as ProducerGlobalConfig;
     this.producer = new kafka.Producer(config);
-    this.producer.on('delivery-report', (err: LibrdKafkaError, _report: DeliveryReport) => {
+    this.producer.on('delivery-report', (err: LibrdKafkaError, report: DeliveryReport) => {
+      const waiter = report?.opaque as ((err: LibrdKafkaError | null) => void) | undefined;
+      if (typeof waiter === 'function') waiter(err ?? null);
       if (err) {
         this.stats.failed++;
         this.stats.firstError ??= err.message;
@@ -85,11 +94,11 @@ export class EventProducer {
    * Queues one event. When librdkafka's local queue is full it waits for deliveries to make
    * room, so a fast caller is slowed to the broker's pace instead of failing or using memory.
    */
-  async produce(topic: string, key: string, value: Uint8Array, timestampMs?: number): Promise<void> {
+  async produce(topic: string, key: string, value: Uint8Array, timestampMs?: number, partition?: number): Promise<void> {
     const buf = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
     for (;;) {
       try {
-        this.producer.produce(topic, null, buf, key, timestampMs ?? null);
+        this.producer.produce(topic, partition ?? null, buf, key, timestampMs ?? null);
         this.stats.sent++;
         return;
       } catch (err) {
@@ -103,6 +112,37 @@ export class EventProducer {
           context: { topic },
         });
       }
+    }
+  }
+
+  /**
+   * Produces messages and resolves when the broker acknowledged all of them (rejects on the
+   * first failure). For the dead-letter topic and HTTP ingest, where an answer means "durable".
+   */
+  async sendAndWait(topic: string, messages: OutgoingMessage[], timeoutMs = 30_000): Promise<void> {
+    const acks = messages.map(
+      (m) =>
+        new Promise<void>((resolve, reject) => {
+          const waiter = (err: LibrdKafkaError | null): void => (err ? reject(err) : resolve());
+          const value = Buffer.isBuffer(m.value) ? m.value : m.value === null ? null : Buffer.from(m.value);
+          const headers = m.headers ? Object.entries(m.headers).map(([k, v]) => ({ [k]: Buffer.from(v) })) : undefined;
+          this.queue(() => this.producer.produce(topic, null, value, m.key ?? null, m.timestampMs ?? null, waiter, headers)).then(
+            () => this.stats.sent++,
+            reject,
+          );
+        }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new NudgeError(ErrorCodes.KAFKA_DELIVERY, `the broker did not acknowledge ${messages.length} message(s) to ${topic} within ${timeoutMs} ms; is it up?`, { retriable: true })),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([Promise.all(acks), timeout]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -134,6 +174,20 @@ export class EventProducer {
     if (!this.connected) return;
     this.connected = false;
     await new Promise<void>((resolve) => this.producer.disconnect(10_000, () => resolve()));
+  }
+
+  /** Runs a produce call, waiting for room while librdkafka's local queue is full. */
+  private async queue(produce: () => void): Promise<void> {
+    for (;;) {
+      try {
+        produce();
+        return;
+      } catch (err) {
+        if (!isQueueFull(err)) throw err;
+        await new Promise((r) => setTimeout(r, 5));
+        this.producer.poll();
+      }
+    }
   }
 
   private wakeDrainWaiters(): void {

@@ -82,6 +82,6 @@ async function produceOne(
   const invalid = options.limits ? validateEvent(converted.event, options.limits, nowMs) : validateEvent(converted.event, undefined, nowMs);
   if (invalid) return invalid;
   const event = converted.event;
-  await producer.produce(options.topic, event.userId, encodeEvent(event), event.timeMs);
+  await producer.produce(options.topic, event.userId, encodeEvent(event));
   return null;
 }

@@ -56,7 +56,7 @@ export async function runLoadgen(producer: EventProducer, options: LoadgenRunOpt
     let inTick = 0;
     // Unpaced runs yield every few thousand events so progress and Ctrl-C stay responsive.
     while (pending.arrivalMs <= horizon && pending.arrivalMs < endArrival && produced < maxCount && inTick < 5_000) {
-      await producer.produce(options.topic, pending.event.userId, encodeEvent(pending.event), pending.event.timeMs);
+      await producer.produce(options.topic, pending.event.userId, encodeEvent(pending.event));
       produced++;
       inTick++;
       pending = generator.next();

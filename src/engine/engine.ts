@@ -1,0 +1,196 @@
+import { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { NudgeConfig } from '../config/schema.js';
+import { ErrorCodes, NudgeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { PipelineMetrics } from '../metrics/pipeline-metrics.js';
+import { Lanes } from '../pipeline/lanes.js';
+import { TimerSweep } from '../pipeline/timer-sweep.js';
+import type { DeadLetter, DeadLetterSink } from '../pipeline/types.js';
+import { EventProducer } from '../sources/event-producer.js';
+import { KafkaSource } from '../sources/kafka-source.js';
+import { librdkafkaOptions } from '../sources/kafka-options.js';
+import { LaneStore } from '../state/lane-store.js';
+import { StateQueries } from '../state/queries.js';
+import { ioredisOptions } from '../state/redis-options.js';
+import type { StateSpec } from '../state/spec.js';
+import { DEFAULT_EVENT_LIMITS, type EventLimits } from '../contract/validate.js';
+import { OpsServer } from '../http/ops-server.js';
+import { registerQueryRoutes } from '../http/query-routes.js';
+import { registerIngestRoute } from '../http/ingest-route.js';
+import { assertRedisSafe } from './redis-guard.js';
+
+export interface EngineOptions {
+  config: NudgeConfig;
+  spec: StateSpec;
+  logger: Logger;
+  registry: Registry;
+  /** The wall clock (timers, future clamping); tests inject virtual time. */
+  clock?: () => number;
+  sweepIntervalMs?: number;
+  /** Serve the ops API (default true). */
+  http?: boolean;
+  /** Consumer tuning for tests and benchmarks. */
+  maxBatch?: number;
+  maxInFlight?: number;
+}
+
+/**
+ * Wires the streaming state core: Kafka source -> lanes -> Redis, the timer sweep, the
+ * dead-letter producer and the ops API. It decides nothing itself (STYLE.md: orchestrators
+ * wire); every decision lives in `state/` and `pipeline/`.
+ */
+export class Engine {
+  readonly redis: Redis;
+  readonly queries: StateQueries;
+  readonly metrics: PipelineMetrics;
+  private readonly producer: EventProducer;
+  private readonly source: KafkaSource;
+  private readonly lanes: Lanes;
+  private readonly sweep: TimerSweep;
+  private ops: OpsServer | null = null;
+  private started = false;
+  opsUrl: string | null = null;
+
+  constructor(private readonly o: EngineOptions) {
+    const { config, logger } = o;
+    const clock = o.clock ?? Date.now;
+    const { url, options } = ioredisOptions(config.redis);
+    this.redis = new Redis(url, { ...options, lazyConnect: true });
+    this.redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error; commands wait for the reconnect'));
+    this.metrics = new PipelineMetrics(o.registry);
+    const store = new LaneStore(this.redis, config.redis.keyPrefix, config.kafka.topic);
+    this.queries = new StateQueries(this.redis, config.redis.keyPrefix, config.kafka.topic, o.spec);
+    const connection = librdkafkaOptions(config.kafka);
+    this.producer = new EventProducer({ connection });
+    const dlq = deadLetterSink(this.producer, config.kafka.dlqTopic);
+    this.source = new KafkaSource({
+      connection,
+      topic: config.kafka.topic,
+      groupId: config.kafka.groupId,
+      logger,
+      ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
+    });
+    this.lanes = new Lanes({
+      store,
+      spec: o.spec,
+      limits: this.limits(),
+      dlq,
+      offsets: this.source,
+      metrics: this.metrics,
+      logger,
+      clock,
+      ...(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {}),
+    });
+    this.sweep = new TimerSweep({
+      lanes: this.lanes,
+      store,
+      metrics: this.metrics,
+      logger,
+      clock,
+      intervalMs: o.sweepIntervalMs ?? 1_000,
+    });
+  }
+
+  async start(): Promise<void> {
+    const { config, logger } = this.o;
+    try {
+      await this.redis.connect();
+    } catch (err) {
+      throw new NudgeError(
+        ErrorCodes.REDIS_UNAVAILABLE,
+        `cannot reach Redis at ${redactUrl(config.redis.url)} (${(err as Error).message}). Start one (npm run services) or set REDIS_URL.`,
+        { retriable: true, cause: err },
+      );
+    }
+    await assertRedisSafe(this.redis);
+    await this.producer.connect();
+    if (this.o.http ?? true) {
+      this.ops = new OpsServer({
+        host: config.http.host,
+        port: config.http.port,
+        registry: this.o.registry,
+        logger,
+        ...(config.http.token !== undefined ? { token: config.http.token } : {}),
+        metricsRequireToken: config.http.metricsRequireToken,
+        readiness: [
+          { name: 'redis', check: () => this.redis.status === 'ready' },
+          { name: 'kafka', check: () => this.source.isConnected() },
+          { name: 'assigned', check: () => this.lanes.ownedPartitions().length > 0 },
+        ],
+      });
+      registerQueryRoutes(this.ops, this.queries, { clock: this.o.clock ?? Date.now, reportingTimeZone: this.o.spec.reportingTimeZone, metrics: this.o.spec.metrics.map((m) => m.name) });
+      registerIngestRoute(this.ops, this.producer, { topic: config.kafka.topic, limits: this.limits(), clock: Date.now });
+      this.opsUrl = (await this.ops.listen()).url;
+      logger.info({ url: this.opsUrl }, 'ops API listening');
+    }
+    await this.source.start({
+      onAssigned: (partitions) => {
+        logger.info({ partitions }, 'partitions assigned');
+        this.lanes.assign(partitions);
+      },
+      onRevoked: (partitions) => {
+        logger.info({ partitions }, 'partitions revoked');
+        this.lanes.revoke(partitions);
+      },
+      onBatch: (batch) => this.lanes.submit(batch),
+    });
+    this.sweep.start();
+    this.started = true;
+    logger.info({ topic: config.kafka.topic, group: config.kafka.groupId }, 'engine started');
+  }
+
+  private limits(): EventLimits {
+    return { ...DEFAULT_EVENT_LIMITS, ...this.o.config.events };
+  }
+
+  /** Runs one timer sweep now (tests on virtual time). */
+  sweepNow(): Promise<number> {
+    return this.sweep.sweepOnce();
+  }
+
+  ownedPartitions(): number[] {
+    return this.lanes.ownedPartitions();
+  }
+
+  /** Resolves when no batch is in flight. */
+  idle(): Promise<void> {
+    return this.lanes.idle();
+  }
+
+  /** Graceful stop: no new reads, in-flight batches finish and commit, then the group is left. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    await this.sweep.stop();
+    await this.source.stop();
+    await this.lanes.close();
+    await this.producer.disconnect();
+    await this.ops?.close();
+    await this.redis.quit().catch(() => undefined);
+    this.o.logger.info('engine stopped');
+  }
+}
+
+function deadLetterSink(producer: EventProducer, topic: string): DeadLetterSink {
+  return {
+    send: (entries: DeadLetter[]) =>
+      producer.sendAndWait(
+        topic,
+        entries.map((d) => ({
+          key: d.key,
+          value: d.value,
+          headers: {
+            'nudge-error-code': d.code,
+            'nudge-error': d.reason,
+            'nudge-source-partition': String(d.partition),
+            'nudge-source-offset': String(d.offset),
+          },
+        })),
+      ),
+  };
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}

@@ -1,0 +1,33 @@
+import type { NudgeConfig } from '../config/schema.js';
+import type { EventFilter, StateSpec } from '../state/spec.js';
+
+type Match = NudgeConfig['behaviour']['counters'][number]['match'];
+
+/** Compiles the config's activity, lifecycle and behaviour sections for the state step. */
+export function compileStateSpec(config: NudgeConfig): StateSpec {
+  return {
+    reportingTimeZone: config.time.reportingTimeZone,
+    allowedLatenessMs: config.time.allowedLatenessMs,
+    maxFutureSkewMs: config.time.maxFutureSkewMs,
+    metrics: config.activity.metrics.map((m) => ({ name: m.name, events: m.events === undefined ? null : new Set(m.events) })),
+    lifecycle: {
+      newForMs: config.lifecycle.newForMs,
+      dormantAfterMs: config.lifecycle.dormantAfterMs,
+      churnedAfterMs: config.lifecycle.churnedAfterMs,
+      reactivatedForMs: config.lifecycle.reactivatedForMs,
+    },
+    counters: config.behaviour.counters.map((c) => ({ name: c.name, filter: filter(c.match), keep: c.keep, withinMs: c.withinMs })),
+    sums: config.behaviour.sums.map((s) => ({ name: s.name, filter: filter(s.match), windowMs: s.windowMs, bucketMs: s.bucketMs })),
+    streaks: config.behaviour.streaks.map((s) => ({ name: s.name, filter: filter(s.match) })),
+    traitKeys: [...config.behaviour.traits],
+  };
+}
+
+function filter(m: Match): EventFilter {
+  const names = m.name === undefined ? [] : typeof m.name === 'string' ? [m.name] : [...m.name];
+  return {
+    names: new Set(names),
+    props: { ...(m.props ?? {}) },
+    ...(m.channel !== undefined ? { channel: m.channel } : {}),
+  };
+}

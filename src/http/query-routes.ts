@@ -1,0 +1,41 @@
+import type { StateQueries } from '../state/queries.js';
+import type { ActivityWindow } from '../state/activity.js';
+import { dayNumber, parseDay } from '../time/calendar.js';
+import type { OpsServer } from './ops-server.js';
+
+const WINDOWS: readonly ActivityWindow[] = ['dau', 'wau', 'mau', 'week', 'month'];
+
+export interface QueryRouteOptions {
+  clock: () => number;
+  reportingTimeZone: string;
+  metrics: string[];
+}
+
+/** `GET /v1/active`, `GET /v1/users/{userId}` and `GET /v1/stages` (DESIGN §2.3). */
+export function registerQueryRoutes(server: OpsServer, queries: StateQueries, o: QueryRouteOptions): void {
+  server.route('GET', '/v1/active', async (_req, _params, url) => {
+    const metric = url.searchParams.get('metric') ?? 'active';
+    const window = (url.searchParams.get('window') ?? 'dau') as ActivityWindow;
+    const dayText = url.searchParams.get('day');
+    if (!o.metrics.includes(metric)) {
+      return { status: 400, body: { error: `unknown metric "${metric.slice(0, 64)}"; configured metrics: ${o.metrics.join(', ')}` } };
+    }
+    if (!WINDOWS.includes(window)) {
+      return { status: 400, body: { error: `window must be one of ${WINDOWS.join(', ')}` } };
+    }
+    const day = dayText === null ? dayNumber(o.clock(), o.reportingTimeZone) : parseDay(dayText);
+    if (day === null) return { status: 400, body: { error: 'day must be a date like 2026-11-23 (in the reporting time zone)' } };
+    if (url.searchParams.has('by')) {
+      return { status: 400, body: { error: 'breakdowns (by=) are not available yet in this version; ask for the total without by=' } };
+    }
+    return { status: 200, body: await queries.active(metric, window, day) };
+  });
+
+  server.route('GET', '/v1/users/:userId', async (_req, params) => {
+    const view = await queries.user(params.userId ?? '', o.clock());
+    if (view === null) return { status: 404, body: { error: 'no such user: Nudge has not seen an event of this user id' } };
+    return { status: 200, body: view };
+  });
+
+  server.route('GET', '/v1/stages', async () => ({ status: 200, body: await queries.stageCounts() }));
+}

@@ -1,0 +1,220 @@
+/**
+ * The brute-force reference for the streaming state core. Written from the plain meaning of
+ * DESIGN.md §4 and the README's semantics, sharing no code with src/: plain loops over the
+ * log, full sets of active days, no incremental tricks. If the engine and this model agree on
+ * every count and every user, the engine's incremental bookkeeping is right.
+ */
+
+export interface RefEvent {
+  eventId: string;
+  userId: string;
+  name: string;
+  timeMs: number;
+  props: Record<string, string>;
+  value: number;
+  tz: string;
+}
+
+/** One delivered message, in the order its partition holds it. */
+export interface RefMessage {
+  partition: number;
+  /** null = not a valid event (goes to the dead-letter topic). */
+  event: RefEvent | null;
+}
+
+export interface RefSpec {
+  reportingTimeZone: string;
+  allowedLatenessMs: number;
+  maxFutureSkewMs: number;
+  metrics: Array<{ name: string; events: string[] | null }>;
+  newForMs: number;
+  dormantAfterMs: number;
+  churnedAfterMs: number;
+  reactivatedForMs: number;
+  counters: Array<{ name: string; eventName: string; props: Record<string, string>; keep: number; withinMs: number }>;
+  streaks: Array<{ name: string; eventName: string }>;
+  /** How many recent event ids per user make a repeat a duplicate. */
+  recentIds: number;
+}
+
+export interface RefUser {
+  firstSeen: number;
+  lastSeen: number;
+  reactivatedAt: number | null;
+  tz: string;
+  days: Map<string, Set<string>>; // metric -> set of YYYY-MM-DD (reporting zone)
+  counterTimes: Map<string, number[]>; // all matching times, arrival order
+  streakDays: Map<string, string[]>; // streak -> days (user zone) in arrival order
+  recentIds: string[];
+}
+
+export interface RefResult {
+  users: Map<string, RefUser>;
+  invalid: number;
+  late: number;
+  duplicates: number;
+  clamped: number;
+  newUsersByDay: Map<string, number>;
+}
+
+/** Local calendar date (YYYY-MM-DD) of an instant in a zone, via Intl (slow, obviously right). */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+export function localDate(ms: number, timeZone: string): string {
+  let f = formatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+    formatters.set(timeZone, f);
+  }
+  return f.format(ms);
+}
+
+export function runReference(messages: RefMessage[], spec: RefSpec, now: number): RefResult {
+  const out: RefResult = { users: new Map(), invalid: 0, late: 0, duplicates: 0, clamped: 0, newUsersByDay: new Map() };
+  const streamTime = new Map<number, number>();
+  for (const m of messages) {
+    if (m.event === null) {
+      out.invalid++;
+      continue;
+    }
+    const e = m.event;
+    const user = out.users.get(e.userId);
+    if (user && user.recentIds.includes(e.eventId)) {
+      out.duplicates++;
+      continue;
+    }
+    const st = streamTime.get(m.partition) ?? 0;
+    if (e.timeMs < st - spec.allowedLatenessMs) {
+      out.late++;
+      continue;
+    }
+    let t = e.timeMs;
+    if (t > now + spec.maxFutureSkewMs) {
+      t = now;
+      out.clamped++;
+    }
+    streamTime.set(m.partition, Math.max(st, t));
+
+    let u = user;
+    if (!u) {
+      u = { firstSeen: t, lastSeen: t, reactivatedAt: null, tz: '', days: new Map(), counterTimes: new Map(), streakDays: new Map(), recentIds: [] };
+      out.users.set(e.userId, u);
+      const day = localDate(t, spec.reportingTimeZone);
+      out.newUsersByDay.set(day, (out.newUsersByDay.get(day) ?? 0) + 1);
+    } else {
+      if (t - u.lastSeen >= spec.dormantAfterMs) u.reactivatedAt = t;
+      u.lastSeen = Math.max(u.lastSeen, t);
+      u.firstSeen = Math.min(u.firstSeen, t);
+    }
+    u.recentIds.push(e.eventId);
+    if (u.recentIds.length > spec.recentIds) u.recentIds.shift();
+    if (e.tz !== '') u.tz = e.tz;
+    for (const metric of spec.metrics) {
+      if (metric.events !== null && !metric.events.includes(e.name)) continue;
+      let set = u.days.get(metric.name);
+      if (!set) u.days.set(metric.name, (set = new Set()));
+      set.add(localDate(t, spec.reportingTimeZone));
+    }
+    for (const c of spec.counters) {
+      if (e.name !== c.eventName) continue;
+      if (Object.entries(c.props).some(([k, v]) => e.props[k] !== v)) continue;
+      const list = u.counterTimes.get(c.name) ?? [];
+      list.push(t);
+      u.counterTimes.set(c.name, list);
+    }
+    for (const s of spec.streaks) {
+      if (e.name !== s.eventName) continue;
+      const list = u.streakDays.get(s.name) ?? [];
+      list.push(localDate(t, u.tz !== '' ? u.tz : spec.reportingTimeZone));
+      u.streakDays.set(s.name, list);
+    }
+  }
+  return out;
+}
+
+const DAY_MS = 86_400_000;
+const dayIndex = (d: string): number => Date.parse(`${d}T00:00:00Z`) / DAY_MS;
+const dayString = (i: number): string => new Date(i * DAY_MS).toISOString().slice(0, 10);
+
+/** Users with at least one active day of `metric` in [from, to] (inclusive dates). */
+export function activeBetween(result: RefResult, metric: string, from: string, to: string): number {
+  const lo = dayIndex(from);
+  const hi = dayIndex(to);
+  let n = 0;
+  for (const u of result.users.values()) {
+    const days = u.days.get(metric);
+    if (!days) continue;
+    for (const d of days) {
+      const i = dayIndex(d);
+      if (i >= lo && i <= hi) {
+        n++;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+/** The dates every window query should be checked on: from the first active day to 30 days after the last. */
+export function allDays(result: RefResult): string[] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const u of result.users.values()) for (const set of u.days.values()) for (const d of set) {
+    lo = Math.min(lo, dayIndex(d));
+    hi = Math.max(hi, dayIndex(d));
+  }
+  const out: string[] = [];
+  for (let i = lo; i <= hi + 30; i++) out.push(dayString(i));
+  return out;
+}
+
+/** The expected window bounds for a query, from the plain definitions. */
+export function windowBounds(window: 'dau' | 'wau' | 'mau' | 'week' | 'month', day: string): { from: string; to: string } {
+  const i = dayIndex(day);
+  if (window === 'dau') return { from: day, to: day };
+  if (window === 'wau') return { from: dayString(i - 6), to: day };
+  if (window === 'mau') return { from: dayString(i - 29), to: day };
+  if (window === 'week') {
+    const weekday = new Date(i * DAY_MS).getUTCDay(); // Sunday = 0
+    const monday = i - ((weekday + 6) % 7);
+    return { from: dayString(monday), to: dayString(monday + 6) };
+  }
+  const [y, m] = day.split('-').map(Number) as [number, number];
+  const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
+  return { from: `${day.slice(0, 7)}-01`, to: `${day.slice(0, 7)}-${String(last).padStart(2, '0')}` };
+}
+
+/** Lifecycle stage at `t`, from the rules in plain words. */
+export function referenceStage(u: RefUser, t: number, spec: RefSpec): string {
+  const idle = t - u.lastSeen;
+  if (idle >= spec.churnedAfterMs) return 'churned';
+  if (idle >= spec.dormantAfterMs) return 'dormant';
+  if (u.reactivatedAt !== null && t - u.reactivatedAt < spec.reactivatedForMs) return 'reactivated';
+  if (t - u.firstSeen < spec.newForMs) return 'new';
+  return 'active';
+}
+
+/**
+ * Streak as the engine documents it: days are taken in arrival order; a day right after the
+ * last day extends the run, a later day starts a new run, an earlier or equal day changes nothing.
+ */
+export function referenceStreak(days: string[]): { current: number; best: number; last: string } {
+  let last = '';
+  let current = 0;
+  let best = 0;
+  for (const d of days) {
+    if (last === '' || dayIndex(d) > dayIndex(last) + 1) {
+      last = d;
+      current = 1;
+    } else if (dayIndex(d) === dayIndex(last) + 1) {
+      last = d;
+      current++;
+    }
+    best = Math.max(best, current);
+  }
+  return { current, best, last };
+}
+
+/** The last `keep` matching times (arrival order does not matter: they are sorted). */
+export function referenceCounter(times: number[], keep: number): number[] {
+  return [...times].sort((a, b) => a - b).slice(-keep);
+}
