@@ -9,6 +9,14 @@ import { EventProducer } from '../sources/event-producer.js';
 import { produceLines } from '../tools/produce-lines.js';
 import { runLoadgen } from '../tools/loadgen/run-loadgen.js';
 import { progressLine } from './progress.js';
+import { Redis } from 'ioredis';
+import { Engine } from '../engine/engine.js';
+import { compileStateSpec } from '../engine/state-spec.js';
+import { createLogger } from '../log.js';
+import { createMetricsRegistry } from '../metrics/registry.js';
+import { StateQueries } from '../state/queries.js';
+import { ioredisOptions } from '../state/redis-options.js';
+import { dayNumber, formatDay, parseDay } from '../time/calendar.js';
 
 const USAGE = `nudge — real-time engagement engine
 
@@ -16,8 +24,11 @@ Usage: nudge <command> [options]
 
 Commands:
   demo                     run everything on the embedded default (npm start)      [not yet]
-  run [--config FILE]      run the engine and delivery workers                      [not yet]
+  run [--config FILE]      run the engine: Kafka -> per-user state and activity counts in Redis,
+                           the timer sweep and the ops API (delivery workers arrive with journeys)
   worker [--config FILE]   run delivery workers only                                [not yet]
+  stats [--day YYYY-MM-DD] DAU/WAU/MAU, week and month counts, new users and lifecycle stages
+  user USER_ID             one user's state as the engine keeps it (JSON)
   produce [FILE|-]         read JSON lines (a file, or stdin) and produce protobuf events
         --topic T            topic (default: kafka.topic from the config)
         --strict             stop at the first bad line
@@ -56,12 +67,17 @@ export async function main(argv: string[]): Promise<number> {
         return await loadgenCommand(rest);
       case 'check-config':
         return checkConfigCommand(rest);
-      case 'demo':
       case 'run':
+        return await runCommand(rest);
+      case 'stats':
+        return await statsCommand(rest);
+      case 'user':
+        return await userCommand(rest);
+      case 'demo':
       case 'worker':
         return notYet(command);
       default:
-        throw usage(`unknown command "${command}". Commands: demo, run, worker, produce, loadgen, check-config.`);
+        throw usage(`unknown command "${command}". Commands: demo, run, worker, produce, loadgen, check-config, stats, user.`);
     }
   } catch (err) {
     process.stderr.write(`nudge ${command ?? ''}: ${describeError(err)}\n`);
@@ -74,12 +90,11 @@ function notYet(command: string): number {
   const plan: Record<string, string> = {
     demo:
       'It will feed synthetic banking traffic through the real pipeline (Redis started privately if none is reachable), show live DAU/WAU/MAU, lifecycle stages and touches in the terminal, and serve the ops API.',
-    run: 'It will consume events from Kafka, keep per-user state and activity counts in Redis, fire journeys and enqueue touches on BullMQ.',
     worker: 'It will deliver touch jobs from the BullMQ queue to push, SMS, in-app and webhook channels.',
   };
   process.stderr.write(
     `nudge ${command}: not available yet in this version of Nudge.\n${plan[command] ?? ''}\n` +
-      `What works today: 'nudge produce', 'nudge loadgen', 'nudge check-config', 'npm run services' and 'npm test'. See README.md.\n`,
+      `What works today: 'nudge run', 'nudge produce', 'nudge loadgen', 'nudge stats', 'nudge user', 'nudge check-config', 'npm run services' and 'npm test'. See README.md.\n`,
   );
   return 3;
 }
@@ -210,6 +225,75 @@ function checkConfigCommand(args: string[]): number {
   const config = loadConfig({ file, env: process.env });
   process.stdout.write(`${file}: OK\n${describeConfig(config)}\n`);
   return 0;
+}
+
+async function runCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const config = configFor(values.config);
+  const logger = createLogger({ level: config.log.level, name: 'engine' });
+  const engine = new Engine({ config, spec: compileStateSpec(config), logger, registry: createMetricsRegistry() });
+  await engine.start();
+  process.stderr.write(`nudge run: consuming ${config.kafka.topic} as group ${config.kafka.groupId}; ops API on ${engine.opsUrl ?? '(off)'}. Ctrl-C stops.\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  process.stderr.write('nudge run: stopping (in-flight batches finish and commit)...\n');
+  await engine.stop();
+  return 0;
+}
+
+async function withQueries<T>(configFlag: string | undefined, fn: (q: StateQueries, config: NudgeConfig) => Promise<T>): Promise<T> {
+  const config = configFor(configFlag);
+  const { url, options } = ioredisOptions(config.redis);
+  const redis = new Redis(url, { ...options, maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
+  try {
+    await redis.connect();
+  } catch (err) {
+    throw new NudgeError(ErrorCodes.REDIS_UNAVAILABLE, `cannot reach Redis at ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')} (${(err as Error).message}); set REDIS_URL or redis.url in the config`, { cause: err });
+  }
+  try {
+    return await fn(new StateQueries(redis, config.redis.keyPrefix, config.kafka.topic, compileStateSpec(config)), config);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function statsCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, day: { type: 'string' } } });
+  return withQueries(values.config, async (q, config) => {
+    const zone = config.time.reportingTimeZone;
+    const day = values.day === undefined ? dayNumber(Date.now(), zone) : parseDay(values.day);
+    if (day === null) throw usage(`--day: expected a date like 2026-11-23, got "${values.day}"`);
+    const lines = [`Nudge activity on ${formatDay(day)} (${zone}), topic ${config.kafka.topic}`];
+    lines.push(`${'metric'.padEnd(14)}${['DAU', 'WAU', 'MAU', 'week', 'month'].map((h) => h.padStart(10)).join('')}`);
+    for (const m of config.activity.metrics) {
+      const counts = [];
+      for (const w of ['dau', 'wau', 'mau', 'week', 'month'] as const) counts.push((await q.active(m.name, w, day)).count);
+      lines.push(`${m.name.padEnd(14)}${counts.map((c) => String(c).padStart(10)).join('')}`);
+    }
+    lines.push(`new users: ${await q.newUsers(day)}`);
+    const stages = await q.stageCounts();
+    lines.push(`stages: ${Object.entries(stages).map(([s, n]) => `${s} ${n}`).join(', ')}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  });
+}
+
+async function userCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string' } } });
+  const userId = positionals[0];
+  if (!userId) throw usage('give a user id: nudge user USER_ID');
+  return withQueries(values.config, async (q) => {
+    const view = await q.user(userId, Date.now());
+    if (!view) {
+      process.stderr.write(`no state for that user id: Nudge has not applied an event of it (check the id, and that the engine consumed the topic)\n`);
+      return 1;
+    }
+    process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+    return 0;
+  });
 }
 
 function configFor(flag: string | undefined): NudgeConfig {

@@ -88,7 +88,7 @@ export class Engine {
       metrics: this.metrics,
       logger,
       clock,
-      intervalMs: o.sweepIntervalMs ?? 1_000,
+      intervalMs: o.sweepIntervalMs ?? config.lifecycle.sweepIntervalMs,
     });
   }
 
