@@ -70,10 +70,13 @@ export class KafkaSource {
       // ~1-2 s of traffic: enough to never starve, small enough to keep RSS flat on a backlog.
       'queued.max.messages.kbytes': 16_384,
       'queued.min.messages': 20_000,
-      rebalance_cb: (err: LibrdKafkaError, assignment: TopicPartition[]) => this.onRebalance(err, assignment),
+      // The binding assigns in its own rebalance callback (eager or cooperative as negotiated);
+      // we follow the 'rebalance' event to open and close lanes.
+      rebalance_cb: true,
       ...options.tuning,
     } as unknown as ConsumerGlobalConfig;
     this.consumer = new kafka.KafkaConsumer(config, {}) as CooperativeConsumer;
+    this.consumer.on('rebalance', (err: LibrdKafkaError, assignment: TopicPartition[]) => this.onRebalance(err, assignment));
     this.consumer.on('event.error', (err) => {
       options.logger.warn({ code: ErrorCodes.KAFKA_UNAVAILABLE, err: err.message }, 'kafka consumer error (librdkafka retries by itself)');
     });
@@ -150,13 +153,11 @@ export class KafkaSource {
     const partitions = assignment.map((tp) => tp.partition);
     try {
       if (err.code === kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS) {
-        this.consumer.incrementalAssign(assignment);
         for (const p of partitions) this.assigned.add(p);
         this.listener?.onAssigned(partitions);
       } else if (err.code === kafka.CODES.ERRORS.ERR__REVOKE_PARTITIONS) {
         for (const p of partitions) this.assigned.delete(p);
         this.listener?.onRevoked(partitions);
-        this.consumer.incrementalUnassign(assignment);
       } else {
         this.options.logger.warn({ err: err.message }, 'unexpected rebalance event');
       }
@@ -178,6 +179,7 @@ export class KafkaSource {
         await new Promise((r) => setTimeout(r, 200));
         continue;
       }
+      if (process.env.NUDGE_DEBUG_SOURCE) this.options.logger.info({ n: messages.length }, 'consumed');
       if (messages.length === 0 || !this.listener) continue;
       const byPartition = new Map<number, Message[]>();
       for (const m of messages) {
