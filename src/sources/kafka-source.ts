@@ -75,7 +75,9 @@ export class KafkaSource {
       rebalance_cb: true,
       ...options.tuning,
     } as unknown as ConsumerGlobalConfig;
-    this.consumer = new kafka.KafkaConsumer(config, {}) as CooperativeConsumer;
+    // auto.offset.reset is a topic property: in the global config the binding ignores it and a
+    // new group would start at the end, skipping everything produced before it joined.
+    this.consumer = new kafka.KafkaConsumer(config, { 'auto.offset.reset': 'earliest' }) as CooperativeConsumer;
     this.consumer.on('rebalance', (err: LibrdKafkaError, assignment: TopicPartition[]) => this.onRebalance(err, assignment));
     this.consumer.on('event.error', (err) => {
       options.logger.warn({ code: ErrorCodes.KAFKA_UNAVAILABLE, err: err.message }, 'kafka consumer error (librdkafka retries by itself)');
