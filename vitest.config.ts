@@ -4,10 +4,7 @@ import { defineConfig } from 'vitest/config';
 // (tests/support/global-setup.ts); each test uses its own topic, group and key prefix.
 export default defineConfig({
   test: {
-    include: process.env.NUDGE_PENDING ? ['tests/pending/**/*.test.ts'] : ['tests/unit/**/*.test.ts', 'tests/integration/**/*.test.ts'],
-    // tests/pending/ holds the issue-3 reference test, not yet green: the engine's consume loop
-    // receives no messages from the real broker (see the issue-3 note). While fixing, run it with
-    // `NUDGE_PENDING=1 npx vitest run tests/pending`; it moves to tests/integration when green.
+    include: ['tests/**/*.test.ts'],
     globalSetup: ['tests/support/global-setup.ts'],
     // Starting the JVM broker takes a few seconds; tests that produce and consume need headroom
     // on a 2-core machine that also runs the broker and Redis.
