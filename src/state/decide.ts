@@ -66,14 +66,7 @@ export function applyEvents(
   now: number,
   spec: StateSpec,
 ): StepResult {
-  const result: StepResult = {
-    states: new Map(),
-    counters: new Map(),
-    timers: new Map(),
-    transitions: [],
-    streamTime,
-    stats: { applied: 0, duplicates: 0, late: 0, clamped: 0, timersFired: 0 },
-  };
+  const result = emptyResult(streamTime);
   for (const e of events) {
     const state = result.states.get(e.userId) ?? loaded.get(e.userId);
     if (state !== undefined && state.recentIds.includes(e.eventId)) {
@@ -185,14 +178,7 @@ export function applyTimers(
   now: number,
   spec: StateSpec,
 ): StepResult {
-  const result: StepResult = {
-    states: new Map(),
-    counters: new Map(),
-    timers: new Map(),
-    transitions: [],
-    streamTime: 0,
-    stats: { applied: 0, duplicates: 0, late: 0, clamped: 0, timersFired: 0 },
-  };
+  const result = emptyResult(0);
   for (const userId of userIds) {
     const prior = loaded.get(userId);
     if (prior === undefined) {
@@ -218,6 +204,17 @@ function recordStage(s: UserState, userId: string, t: number, spec: StateSpec, o
     s.stageSince = at.since;
   }
   out.timers.set(userId, nextTransitionAt(s, t, spec.lifecycle));
+}
+
+function emptyResult(streamTime: number): StepResult {
+  return {
+    states: new Map(),
+    counters: new Map(),
+    timers: new Map(),
+    transitions: [],
+    streamTime,
+    stats: { applied: 0, duplicates: 0, late: 0, clamped: 0, timersFired: 0 },
+  };
 }
 
 function insertBounded(times: readonly number[], t: number, keep: number): number[] {

@@ -7,6 +7,7 @@ import { LaneStore } from '../../src/state/lane-store.js';
 import { StateQueries } from '../../src/state/queries.js';
 import type { StateSpec } from '../../src/state/spec.js';
 import { parseDay } from '../../src/time/calendar.js';
+import { dropNamespace } from '../support/engine-harness.js';
 
 const DAY = 86_400_000;
 const spec: StateSpec = {
@@ -32,15 +33,7 @@ beforeAll(() => {
   redis = new Redis(inject('redisUrl'));
 });
 afterAll(async () => {
-  // Every key of this test starts with `{<namespace>:` (the lane hash tag) or `<namespace>:`.
-  for (const pattern of [`{${namespace}:*`, `${namespace}:*`]) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      if (keys.length) await redis.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  }
+  await dropNamespace(redis, namespace);
   await redis.quit();
 });
 
