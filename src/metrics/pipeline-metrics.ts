@@ -61,7 +61,12 @@ export class PipelineMetrics {
       labelNames: ['outcome'],
       registers,
     });
-    this.redisErrors = new Counter({ name: 'nudge_redis_errors_total', help: 'Redis calls that failed and were retried.', labelNames: ['operation'], registers });
+    this.redisErrors = new Counter({
+      name: 'nudge_io_retries_total',
+      help: 'Redis or Kafka calls of a lane that failed and were retried (the lane pauses meanwhile), by operation.',
+      labelNames: ['operation'],
+      registers,
+    });
     this.timersFired = new Counter({ name: 'nudge_timers_fired_total', help: 'User timers handled by the sweep.', registers });
     this.timerLag = new Gauge({ name: 'nudge_timer_lag_seconds', help: 'How far behind its due time the oldest due timer is, at the last sweep.', registers });
     this.timerBacklog = new Gauge({ name: 'nudge_timer_backlog', help: 'Timers due and not yet handled, at the last sweep.', registers });

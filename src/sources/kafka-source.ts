@@ -26,10 +26,8 @@ export interface KafkaSourceOptions {
   logger: Logger;
 }
 
-/** Methods the binding has and its type declarations (1.10.1) lack. */
+/** A method the binding has and its type declarations (1.10.1) lack. */
 type CooperativeConsumer = kafka.KafkaConsumer & {
-  incrementalAssign(assignments: TopicPartition[]): void;
-  incrementalUnassign(assignments: TopicPartition[]): void;
   setDefaultIsTimeoutOnlyForFirstMessage(value: boolean): void;
 };
 
@@ -181,7 +179,6 @@ export class KafkaSource {
         await new Promise((r) => setTimeout(r, 200));
         continue;
       }
-      if (process.env.NUDGE_DEBUG_SOURCE) this.options.logger.info({ n: messages.length }, 'consumed');
       if (messages.length === 0 || !this.listener) continue;
       const byPartition = new Map<number, Message[]>();
       for (const m of messages) {
