@@ -273,7 +273,18 @@ async function statsCommand(args: string[]): Promise<number> {
       for (const w of ['dau', 'wau', 'mau', 'week', 'month'] as const) counts.push((await q.active(m.name, w, day)).count);
       lines.push(`${m.name.padEnd(14)}${counts.map((c) => String(c).padStart(10)).join('')}`);
     }
+    for (const b of config.activity.breakdowns) {
+      for (const m of config.activity.metrics) {
+        const a = await q.active(m.name, 'dau', day, b.name);
+        const parts = Object.entries(a.breakdown ?? {}).map(([v, n]) => `${v} ${n}`);
+        lines.push(`${m.name} DAU by ${b.name}${a.exact ? '' : ' (HyperLogLog, ~1%)'}: ${parts.join(', ') || 'none'}`);
+      }
+    }
     lines.push(`new users: ${await q.newUsers(day)}`);
+    for (const m of config.activity.metrics) {
+      const gaps = await q.visitGaps(m.name, day);
+      lines.push(`${m.name} days since previous visit: ${Object.entries(gaps).map(([g, n]) => `${g}: ${n}`).join(', ')}`);
+    }
     const stages = await q.stageCounts();
     lines.push(`stages: ${Object.entries(stages).map(([s, n]) => `${s} ${n}`).join(', ')}`);
     process.stdout.write(`${lines.join('\n')}\n`);

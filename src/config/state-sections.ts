@@ -60,6 +60,35 @@ export const activitySchema = z.strictObject({
     .max(16)
     .superRefine(uniqueNames)
     .default([{ name: 'active' }, { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] }]),
+  /**
+   * Default none. Each breakdown splits every metric's counts by the event's channel or by one
+   * of the user's traits. With `values` listed the split is exact (anything else counts as
+   * "other", a missing value as "unknown"); without, it is HyperLogLog (about 1% error, up to
+   * `maxValues` distinct values per lane, the rest as "other") and answers say `exact: false`.
+   */
+  breakdowns: z
+    .array(
+      z
+        .strictObject({
+          name,
+          by: z.enum(['channel', 'trait']),
+          /** The trait key, when `by: trait` (one of behaviour.traits). */
+          trait: z.string().min(1).max(64).optional(),
+          values: z.array(z.string().min(1).max(64)).min(1).max(16).optional(),
+          /** Default 200. HyperLogLog only: distinct values kept per lane. */
+          maxValues: z.number().int().min(1).max(1000).default(200),
+        })
+        .superRefine((b, ctx) => {
+          if (b.by === 'trait' && b.trait === undefined) ctx.addIssue({ code: 'custom', path: ['trait'], message: 'is required with by: trait (the trait key to split by)' });
+          if (b.by === 'channel' && b.trait !== undefined) ctx.addIssue({ code: 'custom', path: ['trait'], message: 'only applies to by: trait' });
+          if (b.values?.some((v) => v === 'other' || v === 'unknown')) {
+            ctx.addIssue({ code: 'custom', path: ['values'], message: '"other" and "unknown" are reserved: they hold unlisted and missing values' });
+          }
+        }),
+    )
+    .max(4)
+    .superRefine(uniqueNames)
+    .default([]),
 });
 
 export const lifecycleSchema = z

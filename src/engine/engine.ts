@@ -119,7 +119,7 @@ export class Engine {
           { name: 'assigned', check: () => this.lanes.ownedPartitions().length > 0 },
         ],
       });
-      registerQueryRoutes(this.ops, this.queries, { clock: this.o.clock ?? Date.now, reportingTimeZone: this.o.spec.reportingTimeZone, metrics: this.o.spec.metrics.map((m) => m.name) });
+      registerQueryRoutes(this.ops, this.queries, { clock: this.o.clock ?? Date.now, reportingTimeZone: this.o.spec.reportingTimeZone, metrics: this.o.spec.metrics.map((m) => m.name), breakdowns: this.o.spec.breakdowns.map((b) => b.name) });
       registerIngestRoute(this.ops, this.producer, { topic: config.kafka.topic, limits: this.limits(), clock: Date.now });
       this.opsUrl = (await this.ops.listen()).url;
       logger.info({ url: this.opsUrl }, 'ops API listening');

@@ -1,6 +1,6 @@
 import type { StateQueries } from '../state/queries.js';
 import type { ActivityWindow } from '../state/activity.js';
-import { dayNumber, parseDay } from '../time/calendar.js';
+import { dayNumber, formatDay, parseDay } from '../time/calendar.js';
 import type { OpsServer } from './ops-server.js';
 
 const WINDOWS: readonly ActivityWindow[] = ['dau', 'wau', 'mau', 'week', 'month'];
@@ -9,9 +9,11 @@ export interface QueryRouteOptions {
   clock: () => number;
   reportingTimeZone: string;
   metrics: string[];
+  /** Configured breakdown names (`by=`). */
+  breakdowns: string[];
 }
 
-/** `GET /v1/active`, `GET /v1/users/{userId}` and `GET /v1/stages` (DESIGN §2.3). */
+/** `GET /v1/active`, `/v1/visit-gaps`, `/v1/users/{userId}` and `/v1/stages` (DESIGN §2.3). */
 export function registerQueryRoutes(server: OpsServer, queries: StateQueries, o: QueryRouteOptions): void {
   server.route('GET', '/v1/active', async (_req, _params, url) => {
     const metric = url.searchParams.get('metric') ?? 'active';
@@ -25,10 +27,26 @@ export function registerQueryRoutes(server: OpsServer, queries: StateQueries, o:
     }
     const day = dayText === null ? dayNumber(o.clock(), o.reportingTimeZone) : parseDay(dayText);
     if (day === null) return { status: 400, body: { error: 'day must be a date like 2026-11-23 (in the reporting time zone)' } };
-    if (url.searchParams.has('by')) {
-      return { status: 400, body: { error: 'breakdowns (by=) are not available yet in this version; ask for the total without by=' } };
+    const by = url.searchParams.get('by') ?? undefined;
+    if (by !== undefined && !o.breakdowns.includes(by)) {
+      const known = o.breakdowns.length > 0 ? `configured breakdowns: ${o.breakdowns.join(', ')}` : 'none is configured (activity.breakdowns in the config)';
+      return { status: 400, body: { error: `unknown breakdown "${by.slice(0, 64)}"; ${known}` } };
     }
-    return { status: 200, body: await queries.active(metric, window, day) };
+    return { status: 200, body: await queries.active(metric, window, day, by) };
+  });
+
+  // Days between visits: for the visits on `day`, how many days since the user's previous one.
+  server.route('GET', '/v1/visit-gaps', async (_req, _params, url) => {
+    const metric = url.searchParams.get('metric') ?? 'active';
+    if (!o.metrics.includes(metric)) {
+      return { status: 400, body: { error: `unknown metric "${metric.slice(0, 64)}"; configured metrics: ${o.metrics.join(', ')}` } };
+    }
+    const dayText = url.searchParams.get('day');
+    const day = dayText === null ? dayNumber(o.clock(), o.reportingTimeZone) : parseDay(dayText);
+    if (day === null) return { status: 400, body: { error: 'day must be a date like 2026-11-23 (in the reporting time zone)' } };
+    const gaps = await queries.visitGaps(metric, day);
+    const returning = Object.values(gaps).reduce((a, b) => a + b, 0);
+    return { status: 200, body: { metric, day: formatDay(day), returningUsers: returning, daysSincePreviousVisit: gaps } };
   });
 
   server.route('GET', '/v1/users/:userId', async (_req, params) => {

@@ -6,6 +6,7 @@
   KEYS[2]  timers zset       {lane}:timers
   KEYS[3 .. 2+U]             user state keys, one per changed user
   KEYS[3+U .. 2+U+H]         counter hashes
+  then 3 keys per HyperLogLog group: the breakdown's value set, the value's HLL, the "other" HLL
 
   ARGV[1]  epoch the lane was assigned with
   ARGV[2]  first offset of the batch, or -1 for a timer batch (no offset to advance)
@@ -17,6 +18,7 @@
   then U user state JSON values,
   then T pairs (member, due): timer member = user id, due = ms or '' to remove the timer,
   then for each hash: F (number of fields), then F pairs (field, delta)
+  then G (number of HyperLogLog groups), and per group: maxValues, value, N, then N user ids
 
   Output:  1 committed
           -1 stale epoch: another consumer owns the lane now (this one is a zombie)
@@ -66,5 +68,34 @@ for h = 1, hashes do
     redis.call('HINCRBY', key, ARGV[a], ARGV[a + 1])
     a = a + 2
   end
+end
+-- Wide breakdowns: PFADD is idempotent, so these need no fence of their own; the value set
+-- caps how many values a lane keeps (a flood of distinct channels cannot grow keys without end).
+local groups = tonumber(ARGV[a] or '0')
+a = a + 1
+local k = 3 + users + hashes
+for g = 1, groups do
+  local valuesKey, target, otherKey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  k = k + 3
+  local maxValues = tonumber(ARGV[a])
+  local value = ARGV[a + 1]
+  local n = tonumber(ARGV[a + 2])
+  a = a + 3
+  if redis.call('SISMEMBER', valuesKey, value) == 0 then
+    if redis.call('SCARD', valuesKey) < maxValues then
+      redis.call('SADD', valuesKey, value)
+    else
+      redis.call('SADD', valuesKey, 'other')
+      target = otherKey
+    end
+  end
+  -- In slices: unpack() of thousands of values would overflow Lua's C stack.
+  local i = 0
+  while i < n do
+    local m = math.min(500, n - i)
+    redis.call('PFADD', target, unpack(ARGV, a + i, a + i + m - 1))
+    i = i + m
+  end
+  a = a + n
 end
 return 1

@@ -1,6 +1,7 @@
 import type { AppEvent } from '../contract/event.js';
 import { dayNumber } from '../time/calendar.js';
 import { addActiveDay, gapBucket, windowIncrements } from './activity.js';
+import { breakdownKey, breakdownValue, markHllSeen } from './breakdown.js';
 import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
 import { matches, STATE_BOUNDS, type StateSpec } from './spec.js';
 import type { UserState } from './user-state.js';
@@ -28,10 +29,22 @@ export interface StepStats {
   timersFired: number;
 }
 
+/** Users to add to one HyperLogLog: (metric, breakdown, reporting day, value). */
+export interface HllAdd {
+  metric: string;
+  breakdown: string;
+  day: number;
+  value: string;
+  maxValues: number;
+  users: Set<string>;
+}
+
 export interface StepResult {
   /** States that changed, by user id. */
   states: Map<string, UserState>;
   counters: CounterDeltas;
+  /** HyperLogLog adds of the wide breakdowns, by a key naming (metric, breakdown, day, value). */
+  hll: Map<string, HllAdd>;
   /** Next timer due time per user; null removes the user's timer. */
   timers: Map<string, number | null>;
   transitions: Transition[];
@@ -46,6 +59,12 @@ export const CounterHash = {
   newUsers: 'new',
   gaps: (metric: string) => `gap:${metric}`,
   stages: 'stages',
+  /** Exact breakdown counts of one window; field = `${period}|${value}`. */
+  breakdown: (metric: string, breakdown: string, window: string) => `b:${metric}:${breakdown}:${window}`,
+  /** One day's HyperLogLog of a wide breakdown value (a string key, not a hash). */
+  hll: (metric: string, breakdown: string, day: number, value: string) => `h:${metric}:${breakdown}:${day}:${value}`,
+  /** The values a wide breakdown has seen in the lane (a set, capped at maxValues). */
+  hllValues: (metric: string, breakdown: string) => `hv:${metric}:${breakdown}`,
 } as const;
 
 function bump(counters: CounterDeltas, hash: string, field: string | number, delta = 1): void {
@@ -68,7 +87,8 @@ export function applyEvents(
 ): StepResult {
   const result = emptyResult(streamTime);
   for (const e of events) {
-    const state = result.states.get(e.userId) ?? loaded.get(e.userId);
+    const owned = result.states.get(e.userId);
+    const state = owned ?? loaded.get(e.userId);
     if (state !== undefined && state.recentIds.includes(e.eventId)) {
       result.stats.duplicates++;
       continue;
@@ -81,15 +101,20 @@ export function applyEvents(
     if (t > now + spec.maxFutureSkewMs) {
       t = now;
       result.stats.clamped++;
+    } else if (t > result.streamTime) {
+      // Only trusted times move stream time: one device with a clock a year ahead, clamped to
+      // the wall clock, must not make the rest of a replayed partition late.
+      result.streamTime = t;
     }
-    if (t > result.streamTime) result.streamTime = t;
-    const next = applyOne(state, e, t, spec, result);
+    // The first event of a user in the batch copies the loaded state; later ones update the copy.
+    const next = applyOne(owned ?? (state === undefined ? undefined : structuredCloneState(state)), e, t, spec, result);
     result.states.set(e.userId, next);
     result.stats.applied++;
   }
   return result;
 }
 
+/** Applies one event to `prior`, which the caller owns (it is updated in place). */
 function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: StateSpec, out: StepResult): UserState {
   const s: UserState =
     prior === undefined
@@ -106,7 +131,7 @@ function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: St
           traits: {},
           recentIds: [],
         }
-      : structuredCloneState(prior);
+      : prior;
   const day = dayNumber(t, spec.reportingTimeZone);
   if (prior === undefined) {
     bump(out.counters, CounterHash.newUsers, day);
@@ -122,8 +147,17 @@ function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: St
   if (s.recentIds.length > STATE_BOUNDS.recentEventIds) s.recentIds.splice(0, s.recentIds.length - STATE_BOUNDS.recentEventIds);
   if (e.tz !== '') s.tz = e.tz;
 
+  // Traits first: a breakdown by a trait counts the event under the value it sets.
+  for (const key of spec.traitKeys) {
+    const v = e.props[key];
+    if (v === undefined) continue;
+    if (!(key in s.traits) && Object.keys(s.traits).length >= STATE_BOUNDS.traits) continue;
+    s.traits[key] = v.slice(0, STATE_BOUNDS.traitValueLength);
+  }
+
   for (const metric of spec.metrics) {
     if (metric.events !== null && !metric.events.has(e.name)) continue;
+    if (spec.breakdowns.length > 0) applyBreakdowns(s, e, metric.name, day, spec, out);
     const days = s.active[metric.name] ?? [];
     if (days.includes(day)) continue;
     for (const inc of windowIncrements(days, day)) bump(out.counters, CounterHash.activity(metric.name, inc.window), inc.period);
@@ -157,15 +191,31 @@ function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: St
     }
   }
 
-  for (const key of spec.traitKeys) {
-    const v = e.props[key];
-    if (v === undefined) continue;
-    if (!(key in s.traits) && Object.keys(s.traits).length >= STATE_BOUNDS.traits) continue;
-    s.traits[key] = v.slice(0, STATE_BOUNDS.traitValueLength);
-  }
-
   recordStage(s, e.userId, s.lastSeen, spec, out);
   return s;
+}
+
+/**
+ * Counts the event's user under each breakdown value: exactly (an active-day list per value,
+ * the same window arithmetic as the totals) or into a per-day HyperLogLog.
+ */
+function applyBreakdowns(s: UserState, e: AppEvent, metric: string, day: number, spec: StateSpec, out: StepResult): void {
+  for (const b of spec.breakdowns) {
+    const value = breakdownValue(b, e, s.traits);
+    const key = breakdownKey(metric, b.name, value);
+    if (b.values !== null) {
+      const active = (s.bActive ??= {});
+      const days = active[key] ?? [];
+      if (days.includes(day)) continue;
+      for (const inc of windowIncrements(days, day)) bump(out.counters, CounterHash.breakdown(metric, b.name, inc.window), `${inc.period}|${value}`);
+      active[key] = addActiveDay(days, day);
+    } else if (markHllSeen((s.hllSeen ??= {}), key, day)) {
+      const hllKey = `${key}/${day}`;
+      let add = out.hll.get(hllKey);
+      if (add === undefined) out.hll.set(hllKey, (add = { metric, breakdown: b.name, day, value, maxValues: b.maxValues, users: new Set() }));
+      add.users.add(e.userId);
+    }
+  }
 }
 
 /**
@@ -210,6 +260,7 @@ function emptyResult(streamTime: number): StepResult {
   return {
     states: new Map(),
     counters: new Map(),
+    hll: new Map(),
     timers: new Map(),
     transitions: [],
     streamTime,
@@ -250,6 +301,8 @@ function structuredCloneState(s: UserState): UserState {
     streaks: { ...s.streaks },
     traits: { ...s.traits },
     recentIds: [...s.recentIds],
+    ...(s.bActive !== undefined ? { bActive: { ...s.bActive } } : {}),
+    ...(s.hllSeen !== undefined ? { hllSeen: { ...s.hllSeen } } : {}),
   };
 }
 

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { laneKeys, lanesKey, type LaneKeys } from './keys.js';
-import type { StepResult } from './decide.js';
+import { OTHER } from './breakdown.js';
+import { CounterHash, type StepResult } from './decide.js';
 import { decodeUserState, encodeUserState, type UserState } from './user-state.js';
 
 const COMMIT_BATCH_LUA = readFileSync(new URL('./commit-batch.lua', import.meta.url), 'utf8');
@@ -114,6 +115,15 @@ export class LaneStore {
       keys.push(k.hash(suffix));
       args.push(fields.size);
       for (const [field, delta] of fields) args.push(field, delta);
+    }
+    args.push(result.hll.size);
+    for (const add of result.hll.values()) {
+      keys.push(
+        k.hash(CounterHash.hllValues(add.metric, add.breakdown)),
+        k.hash(CounterHash.hll(add.metric, add.breakdown, add.day, add.value)),
+        k.hash(CounterHash.hll(add.metric, add.breakdown, add.day, OTHER)),
+      );
+      args.push(add.maxValues, add.value, add.users.size, ...add.users);
     }
     const code = await (this.redis as unknown as CommitCommand).nudgeCommitBatch(keys.length, ...keys, ...args);
     if (code === 1) return 'committed';

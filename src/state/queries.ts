@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis';
 import { dayNumber, formatDay, isoWeekStart, monthIndex, monthRange } from '../time/calendar.js';
-import type { ActivityWindow } from './activity.js';
+import { GAP_BUCKETS, type ActivityWindow, type GapBucket } from './activity.js';
 import { counterWithin, CounterHash, windowSum } from './decide.js';
-import { laneKeys, lanesKey } from './keys.js';
+import { exactValues } from './breakdown.js';
+import { laneKeys, lanesKey, type LaneKeys } from './keys.js';
 import { STAGES, stageAt, type Stage } from './lifecycle.js';
 import type { StateSpec } from './spec.js';
 import { decodeUserState, type UserState } from './user-state.js';
@@ -14,7 +15,11 @@ export interface ActiveAnswer {
   from: string;
   to: string;
   count: number;
+  /** Whether every number in the answer is exact (a HyperLogLog breakdown is not). */
   exact: boolean;
+  /** With `by`: the breakdown's name and the count per value. */
+  by?: string;
+  breakdown?: Record<string, number>;
 }
 
 /**
@@ -34,35 +39,72 @@ export class StateQueries {
     return members.map(Number).sort((a, b) => a - b);
   }
 
-  /** DAU/WAU/MAU (the 1/7/30 days ending on `day`), ISO week or calendar month of `day`. */
-  async active(metric: string, window: ActivityWindow, day: number): Promise<ActiveAnswer> {
-    let period = day;
-    let from = day;
-    let to = day;
-    if (window === 'wau') from = day - 6;
-    else if (window === 'mau') from = day - 29;
-    else if (window === 'week') {
-      period = isoWeekStart(day);
-      from = period;
-      to = period + 6;
-    } else if (window === 'month') {
-      period = monthIndex(day);
-      ({ from, to } = monthRange(period));
-    }
+  /**
+   * DAU/WAU/MAU (the 1/7/30 days ending on `day`), ISO week or calendar month of `day`, and with
+   * `by` the count per value of that breakdown.
+   */
+  async active(metric: string, window: ActivityWindow, day: number, by?: string): Promise<ActiveAnswer> {
+    const { period, from, to } = windowPeriod(window, day);
     const lanes = await this.lanes();
-    const pipeline = this.redis.pipeline();
-    for (const p of lanes) pipeline.hget(laneKeys(this.namespace, this.topic, p).hash(CounterHash.activity(metric, window)), String(period));
-    const results = (await pipeline.exec()) ?? [];
-    let count = 0;
-    for (const [err, v] of results) {
-      if (err) throw err;
-      count += v == null ? 0 : Number(v);
+    const count = await this.sumField(CounterHash.activity(metric, window), String(period), lanes);
+    const answer: ActiveAnswer = { metric, window, day: formatDay(day), from: formatDay(from), to: formatDay(to), count, exact: true };
+    if (by === undefined) return answer;
+    const b = this.spec.breakdowns.find((x) => x.name === by);
+    if (b === undefined) throw new Error(`unknown breakdown "${by}"`);
+    answer.by = by;
+    if (b.values !== null) {
+      answer.breakdown = await this.exactBreakdown(metric, by, window, period, exactValues(b), lanes);
+    } else {
+      answer.breakdown = await this.hllBreakdown(metric, by, from, to, lanes);
+      answer.exact = false;
     }
-    return { metric, window, day: formatDay(day), from: formatDay(from), to: formatDay(to), count, exact: true };
+    return answer;
+  }
+
+  private async exactBreakdown(metric: string, by: string, window: ActivityWindow, period: number, values: string[], lanes: number[]): Promise<Record<string, number>> {
+    const pipeline = this.redis.pipeline();
+    const fields = values.map((v) => `${period}|${v}`);
+    for (const p of lanes) pipeline.hmget(this.keys(p).hash(CounterHash.breakdown(metric, by, window)), ...fields);
+    const out: Record<string, number> = Object.fromEntries(values.map((v) => [v, 0]));
+    for (const [err, row] of (await pipeline.exec()) ?? []) {
+      if (err) throw err;
+      (row as (string | null)[]).forEach((n, i) => {
+        if (n != null) out[values[i] as string] = (out[values[i] as string] ?? 0) + Number(n);
+      });
+    }
+    return out;
+  }
+
+  /**
+   * A wide breakdown: per value, PFCOUNT over the union of its daily HyperLogLogs in every lane
+   * over the window's days. (Keys of several lanes in one PFCOUNT: fine on one Redis; on a
+   * cluster this would need a PFMERGE per slot first.)
+   */
+  private async hllBreakdown(metric: string, by: string, from: number, to: number, lanes: number[]): Promise<Record<string, number>> {
+    const members = this.redis.pipeline();
+    for (const p of lanes) members.smembers(this.keys(p).hash(CounterHash.hllValues(metric, by)));
+    const values = new Set<string>();
+    for (const [err, list] of (await members.exec()) ?? []) {
+      if (err) throw err;
+      for (const v of list as string[]) values.add(v);
+    }
+    const sorted = [...values].sort();
+    const counts = this.redis.pipeline();
+    for (const v of sorted) {
+      const keys: string[] = [];
+      for (const p of lanes) for (let d = from; d <= to; d++) keys.push(this.keys(p).hash(CounterHash.hll(metric, by, d, v)));
+      counts.pfcount(keys[0] as string, ...keys.slice(1));
+    }
+    const out: Record<string, number> = {};
+    ((await counts.exec()) ?? []).forEach(([err, n], i) => {
+      if (err) throw err;
+      out[sorted[i] as string] = Number(n);
+    });
+    return out;
   }
 
   async newUsers(day: number): Promise<number> {
-    return this.sumField(CounterHash.newUsers, String(day));
+    return this.sumField(CounterHash.newUsers, String(day), await this.lanes());
   }
 
   /** Users per recorded lifecycle stage, over all lanes. */
@@ -79,16 +121,18 @@ export class StateQueries {
   }
 
   /** The days-between-visits histogram of `metric` for visits on `day`. */
-  async visitGaps(metric: string, day: number): Promise<Record<string, number>> {
+  async visitGaps(metric: string, day: number): Promise<Record<GapBucket, number>> {
     const lanes = await this.lanes();
     const pipeline = this.redis.pipeline();
     for (const p of lanes) pipeline.hgetall(laneKeys(this.namespace, this.topic, p).hash(CounterHash.gaps(metric)));
-    const out: Record<string, number> = {};
+    // Every bucket, zeros included, in order: dashboards and the CLI show a stable shape.
+    const out = Object.fromEntries(GAP_BUCKETS.map((b) => [b, 0])) as Record<GapBucket, number>;
     const prefix = `${day}:`;
     for (const [err, v] of (await pipeline.exec()) ?? []) {
       if (err) throw err;
       for (const [field, n] of Object.entries(v as Record<string, string>)) {
-        if (field.startsWith(prefix)) out[field.slice(prefix.length)] = (out[field.slice(prefix.length)] ?? 0) + Number(n);
+        const bucket = field.slice(prefix.length) as GapBucket;
+        if (field.startsWith(prefix) && bucket in out) out[bucket] += Number(n);
       }
     }
     return out;
@@ -117,10 +161,13 @@ export class StateQueries {
     return s === null ? null : userView(userId, s, now, this.spec);
   }
 
-  private async sumField(suffix: string, field: string): Promise<number> {
-    const lanes = await this.lanes();
+  private keys(partition: number): LaneKeys {
+    return laneKeys(this.namespace, this.topic, partition);
+  }
+
+  private async sumField(suffix: string, field: string, lanes: number[]): Promise<number> {
     const pipeline = this.redis.pipeline();
-    for (const p of lanes) pipeline.hget(laneKeys(this.namespace, this.topic, p).hash(suffix), field);
+    for (const p of lanes) pipeline.hget(this.keys(p).hash(suffix), field);
     let total = 0;
     for (const [err, v] of (await pipeline.exec()) ?? []) {
       if (err) throw err;
@@ -128,6 +175,21 @@ export class StateQueries {
     }
     return total;
   }
+}
+
+/** The counter period of a window ending on (or containing) `day`, and the days it spans. */
+export function windowPeriod(window: ActivityWindow, day: number): { period: number; from: number; to: number } {
+  if (window === 'wau') return { period: day, from: day - 6, to: day };
+  if (window === 'mau') return { period: day, from: day - 29, to: day };
+  if (window === 'week') {
+    const monday = isoWeekStart(day);
+    return { period: monday, from: monday, to: monday + 6 };
+  }
+  if (window === 'month') {
+    const month = monthIndex(day);
+    return { period: month, ...monthRange(month) };
+  }
+  return { period: day, from: day, to: day };
 }
 
 export interface UserView {

@@ -18,6 +18,20 @@ export interface StateSpec {
   streaks: StreakSpec[];
   /** Event props copied into the user's traits when an event carries them (bounded). */
   traitKeys: string[];
+  /** Splits of every metric's counts by channel or a trait (DESIGN §4). */
+  breakdowns: BreakdownSpec[];
+}
+
+/**
+ * A split of the activity counts. Exact when `values` lists the values worth counting (the
+ * rest is "other", a missing value "unknown"); HyperLogLog when it does not.
+ */
+export interface BreakdownSpec {
+  name: string;
+  source: { kind: 'channel' } | { kind: 'trait'; key: string };
+  values: ReadonlySet<string> | null;
+  /** HyperLogLog mode: distinct values kept per lane; further values count as "other". */
+  maxValues: number;
 }
 
 export interface ActivityMetricSpec {
@@ -86,4 +100,6 @@ export const STATE_BOUNDS = {
   traitValueLength: 64,
   counterKeep: 100,
   sumBuckets: 400,
+  /** HyperLogLog breakdowns: (metric, breakdown, value) days remembered to skip repeated adds. */
+  hllSeen: 16,
 } as const;

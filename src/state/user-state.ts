@@ -23,6 +23,10 @@ export interface UserState {
   /** Per streak: the last day (user's zone) with a matching event, the run ending there, the best run. */
   streaks: Record<string, StreakState>;
   traits: Record<string, string>;
+  /** Exact breakdowns: recent active days per "metric/breakdown/value" (absent in older states). */
+  bActive?: Record<string, number[]>;
+  /** HyperLogLog breakdowns: the day the user was last added per "metric/breakdown/value". */
+  hllSeen?: Record<string, number>;
   /** The latest event ids, newest last: a producer's retry of a recent event is a no-op. */
   recentIds: string[];
 }

@@ -20,6 +20,7 @@ const spec: StateSpec = {
   sums: [],
   streaks: [],
   traitKeys: [],
+  breakdowns: [],
 };
 const T0 = Date.UTC(2026, 10, 2, 9);
 const ev = (id: string, userId: string, t: number): AppEvent => ({

@@ -13,6 +13,7 @@ export interface RefEvent {
   props: Record<string, string>;
   value: number;
   tz: string;
+  channel: string;
 }
 
 /** One delivered message, in the order its partition holds it. */
@@ -35,6 +36,8 @@ export interface RefSpec {
   streaks: Array<{ name: string; eventName: string }>;
   /** How many recent event ids per user make a repeat a duplicate. */
   recentIds: number;
+  /** Splits by channel or a trait (the latest value of that event prop); `values` = exact list. */
+  breakdowns?: Array<{ name: string; by: 'channel' | 'trait'; trait?: string; values?: string[] }>;
 }
 
 export interface RefUser {
@@ -46,6 +49,9 @@ export interface RefUser {
   counterTimes: Map<string, number[]>; // all matching times, arrival order
   streakDays: Map<string, string[]>; // streak -> days (user zone) in arrival order
   recentIds: string[];
+  traits: Map<string, string>;
+  /** `${metric}/${breakdown}/${value}` -> active days (reporting zone). */
+  breakdownDays: Map<string, Set<string>>;
 }
 
 export interface RefResult {
@@ -55,6 +61,8 @@ export interface RefResult {
   duplicates: number;
   clamped: number;
   newUsersByDay: Map<string, number>;
+  /** `${metric} ${day}` -> gap bucket -> visits on that day that followed a visit that many days earlier. */
+  gaps: Map<string, Map<string, number>>;
 }
 
 /** Local calendar date (YYYY-MM-DD) of an instant in a zone, via Intl (slow, obviously right). */
@@ -69,7 +77,7 @@ export function localDate(ms: number, timeZone: string): string {
 }
 
 export function runReference(messages: RefMessage[], spec: RefSpec, now: number): RefResult {
-  const out: RefResult = { users: new Map(), invalid: 0, late: 0, duplicates: 0, clamped: 0, newUsersByDay: new Map() };
+  const out: RefResult = { users: new Map(), invalid: 0, late: 0, duplicates: 0, clamped: 0, newUsersByDay: new Map(), gaps: new Map() };
   const streamTime = new Map<number, number>();
   for (const m of messages) {
     if (m.event === null) {
@@ -89,14 +97,14 @@ export function runReference(messages: RefMessage[], spec: RefSpec, now: number)
     }
     let t = e.timeMs;
     if (t > now + spec.maxFutureSkewMs) {
+      // A clock from the future says nothing about how far the stream has got.
       t = now;
       out.clamped++;
-    }
-    streamTime.set(m.partition, Math.max(st, t));
+    } else streamTime.set(m.partition, Math.max(st, t));
 
     let u = user;
     if (!u) {
-      u = { firstSeen: t, lastSeen: t, reactivatedAt: null, tz: '', days: new Map(), counterTimes: new Map(), streakDays: new Map(), recentIds: [] };
+      u = { firstSeen: t, lastSeen: t, reactivatedAt: null, tz: '', days: new Map(), counterTimes: new Map(), streakDays: new Map(), recentIds: [], traits: new Map(), breakdownDays: new Map() };
       out.users.set(e.userId, u);
       const day = localDate(t, spec.reportingTimeZone);
       out.newUsersByDay.set(day, (out.newUsersByDay.get(day) ?? 0) + 1);
@@ -108,11 +116,33 @@ export function runReference(messages: RefMessage[], spec: RefSpec, now: number)
     u.recentIds.push(e.eventId);
     if (u.recentIds.length > spec.recentIds) u.recentIds.shift();
     if (e.tz !== '') u.tz = e.tz;
+    for (const b of spec.breakdowns ?? []) if (b.trait !== undefined && e.props[b.trait] !== undefined) u.traits.set(b.trait, e.props[b.trait] as string);
     for (const metric of spec.metrics) {
       if (metric.events !== null && !metric.events.includes(e.name)) continue;
       let set = u.days.get(metric.name);
       if (!set) u.days.set(metric.name, (set = new Set()));
-      set.add(localDate(t, spec.reportingTimeZone));
+      const today = localDate(t, spec.reportingTimeZone);
+      // A visit on a day later than every earlier one (in arrival order) records the gap to the latest.
+      if (set.size > 0 && !set.has(today)) {
+        const latest = Math.max(...[...set].map(dayIndex));
+        const gap = dayIndex(today) - latest;
+        if (gap > 0) {
+          const bucket = gap <= 3 ? String(gap) : gap <= 7 ? '4-7' : gap <= 14 ? '8-14' : gap <= 30 ? '15-30' : '31+';
+          const k = `${metric.name} ${today}`;
+          const hist = out.gaps.get(k) ?? new Map<string, number>();
+          hist.set(bucket, (hist.get(bucket) ?? 0) + 1);
+          out.gaps.set(k, hist);
+        }
+      }
+      set.add(today);
+      for (const b of spec.breakdowns ?? []) {
+        const raw = b.by === 'channel' ? e.channel : (u.traits.get(b.trait as string) ?? '');
+        const value = raw === '' ? 'unknown' : b.values === undefined || b.values.includes(raw) ? raw : 'other';
+        const key = `${metric.name}/${b.name}/${value}`;
+        let days = u.breakdownDays.get(key);
+        if (!days) u.breakdownDays.set(key, (days = new Set()));
+        days.add(localDate(t, spec.reportingTimeZone));
+      }
     }
     for (const c of spec.counters) {
       if (e.name !== c.eventName) continue;
@@ -152,6 +182,27 @@ export function activeBetween(result: RefResult, metric: string, from: string, t
     }
   }
   return n;
+}
+
+/** Per value of a breakdown: users with an active day of `metric` under that value in [from, to]. */
+export function breakdownBetween(result: RefResult, metric: string, breakdown: string, from: string, to: string): Map<string, number> {
+  const lo = dayIndex(from);
+  const hi = dayIndex(to);
+  const out = new Map<string, number>();
+  const prefix = `${metric}/${breakdown}/`;
+  for (const u of result.users.values()) {
+    for (const [key, days] of u.breakdownDays) {
+      if (!key.startsWith(prefix)) continue;
+      if ([...days].some((d) => dayIndex(d) >= lo && dayIndex(d) <= hi)) out.set(key.slice(prefix.length), (out.get(key.slice(prefix.length)) ?? 0) + 1);
+    }
+  }
+  return out;
+}
+
+/** The days-between-visits histogram of `metric` on `day`, every bucket present. */
+export function referenceGaps(result: RefResult, metric: string, day: string): Record<string, number> {
+  const hist = result.gaps.get(`${metric} ${day}`) ?? new Map<string, number>();
+  return Object.fromEntries(['1', '2', '3', '4-7', '8-14', '15-30', '31+'].map((b) => [b, hist.get(b) ?? 0]));
 }
 
 /** The dates every window query should be checked on: from the first active day to 30 days after the last. */

@@ -57,6 +57,7 @@ const DEFAULTS = {
   log: { level: 'info' },
   activity: {
     metrics: [{ name: 'active' }, { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] }],
+    breakdowns: [],
   },
   lifecycle: { newForMs: 604_800_000, dormantAfterMs: 1_209_600_000, churnedAfterMs: 2_592_000_000, reactivatedForMs: 604_800_000, sweepIntervalMs: 1_000 },
   behaviour: { counters: [], sums: [], streaks: [], traits: [] },

@@ -23,6 +23,7 @@ const spec: StateSpec = {
   sums: [{ name: 'transfers_7d', filter: { names: new Set(['transfer_done']), props: {} }, windowMs: 7 * DAY, bucketMs: DAY }],
   streaks: [{ name: 'checkin', filter: { names: new Set(['checkin']), props: {} } }],
   traitKeys: ['segment'],
+  breakdowns: [],
 };
 
 let n = 0;
@@ -62,6 +63,23 @@ describe('applyEvents', () => {
     expect(r.stats).toMatchObject({ applied: 2, late: 1, clamped: 1 });
     expect(r.states.has('u2')).toBe(false);
     expect(r.states.get('u3')!.lastSeen).toBe(now);
+  });
+
+  it('does not let a clamped future event move stream time (regression: it made the rest of a replay late)', () => {
+    const now = T0 + 60 * DAY; // a backfill: the wall clock is far past the events
+    const r = run([ev('u1', T0 + HOUR), ev('u2', now + 400 * DAY), ev('u3', T0 + 2 * HOUR)], new Map(), 0, now);
+    expect(r.stats).toMatchObject({ applied: 3, late: 0, clamped: 1 });
+    expect(r.streamTime).toBe(T0 + 2 * HOUR);
+    expect(r.states.get('u2')!.lastSeen).toBe(now);
+  });
+
+  it('leaves the loaded states untouched while a batch updates one copy per user', () => {
+    const prior = run([ev('u1', T0)]).states.get('u1')!;
+    const before = JSON.stringify(prior);
+    const r = run([ev('u1', T0 + DAY), ev('u1', T0 + 2 * DAY, 'checkin'), ev('u1', T0 + 3 * DAY, 'checkin')], new Map([['u1', prior]]), T0, T0 + 4 * DAY);
+    expect(JSON.stringify(prior)).toBe(before);
+    expect(r.states.get('u1')!.active.active).toEqual([D0, D0 + 1, D0 + 2, D0 + 3]);
+    expect(r.states.get('u1')!.streaks.checkin).toMatchObject({ current: 2, best: 2 });
   });
 
   it('keeps the last N matching times for "N within W" counters', () => {
@@ -119,5 +137,60 @@ describe('windowSum', () => {
     expect(windowSum(buckets, 2 * DAY + 5, 2 * DAY, DAY)).toBe(7);
     expect(windowSum(buckets, 3 * DAY, 2 * DAY, DAY)).toBe(6);
     expect(windowSum(buckets, DAY - 1, 7 * DAY, DAY)).toBe(1);
+  });
+});
+
+describe('breakdowns', () => {
+  const withBreakdowns: StateSpec = {
+    ...spec,
+    metrics: [{ name: 'active', events: null }],
+    breakdowns: [
+      { name: 'channel', source: { kind: 'channel' }, values: new Set(['app', 'web']), maxValues: 200 },
+      { name: 'segment', source: { kind: 'trait', key: 'segment' }, values: null, maxValues: 200 },
+    ],
+  };
+  const at = (userId: string, t: number, channel: string, props: Record<string, string> = {}): AppEvent => ({ ...ev(userId, t, 'login', props), channel });
+
+  it('counts exactly per listed value, "other" for the rest and "unknown" for none; a user counts once per value and window', () => {
+    const r = applyEvents(
+      [at('u1', T0, 'app'), at('u1', T0 + HOUR, 'app'), at('u1', T0 + 2 * HOUR, 'web'), at('u2', T0, 'wechat'), at('u3', T0, '')],
+      new Map(),
+      0,
+      T0 + DAY,
+      withBreakdowns,
+    );
+    expect(r.counters.get('b:active:channel:dau')).toEqual(
+      new Map([
+        [`${D0}|app`, 1],
+        [`${D0}|web`, 1],
+        [`${D0}|other`, 1],
+        [`${D0}|unknown`, 1],
+      ]),
+    );
+    expect(r.counters.get('b:active:channel:mau')!.size).toBe(4 * 30);
+  });
+
+  it('adds users to a per-day HyperLogLog under the trait the event sets, once per day', () => {
+    const r = applyEvents(
+      [at('u1', T0, 'app', { segment: 'gold' }), at('u1', T0 + HOUR, 'app'), at('u2', T0, 'app'), at('u1', T0 + DAY, 'app')],
+      new Map(),
+      0,
+      T0 + 2 * DAY,
+      withBreakdowns,
+    );
+    const adds = [...r.hll.values()].map((a) => ({ day: a.day - D0, value: a.value, users: [...a.users] }));
+    expect(adds).toEqual([
+      { day: 0, value: 'gold', users: ['u1'] },
+      { day: 0, value: 'unknown', users: ['u2'] },
+      { day: 1, value: 'gold', users: ['u1'] },
+    ]);
+  });
+
+  it('keeps breakdown state bounded when a user hops over many channels and trait values', () => {
+    const events = Array.from({ length: 300 }, (_, i) => at('u1', T0 + i * HOUR, `ch${i}`, { segment: `s${i}` }));
+    const s = applyEvents(events, new Map(), 0, T0 + 400 * HOUR, withBreakdowns).states.get('u1')!;
+    expect(Object.keys(s.hllSeen!).length).toBeLessThanOrEqual(16);
+    expect(Object.keys(s.bActive!).sort()).toEqual(['active/channel/other']);
+    expect(JSON.stringify(s).length).toBeLessThan(6_000);
   });
 });
