@@ -30,6 +30,20 @@ export const ErrorCodes = {
   NOT_IMPLEMENTED: 'NUDGE_NOT_IMPLEMENTED',
   /** A test or dev service (redis-server, the Kafka broker) failed to start. */
   SERVICE_START: 'NUDGE_SERVICE_START',
+  /** An outbox entry or a touch job does not match the touch job contract (DESIGN §2.2). */
+  TOUCH_INVALID: 'NUDGE_TOUCH_INVALID',
+  /** A channel provider failed in a way that may pass (5xx, 429, timeout, network); retried with backoff. */
+  TOUCH_DELIVERY_RETRY: 'NUDGE_TOUCH_DELIVERY_RETRY',
+  /** A channel provider refused a touch for good (4xx other than 408/429, a redirect); not retried. */
+  TOUCH_DELIVERY_REJECTED: 'NUDGE_TOUCH_DELIVERY_REJECTED',
+  /** A webhook endpoint answered 410 Gone and is disabled; its touches fail without a request. */
+  TOUCH_ENDPOINT_DISABLED: 'NUDGE_TOUCH_ENDPOINT_DISABLED',
+  /** A webhook target resolves to a private, loopback or link-local address and allowPrivateAddresses is off. */
+  TOUCH_TARGET_BLOCKED: 'NUDGE_TOUCH_TARGET_BLOCKED',
+  /** Another attempt of the same touch holds the send lease (a stalled job re-run while the first still sends). */
+  TOUCH_SEND_IN_PROGRESS: 'NUDGE_TOUCH_SEND_IN_PROGRESS',
+  /** A touch job names a channel this worker has no adapter for. */
+  TOUCH_NO_ADAPTER: 'NUDGE_TOUCH_NO_ADAPTER',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
