@@ -1,11 +1,13 @@
 --[[
   Commits one lane batch atomically: checks the lane's fence, then writes user states,
-  timers and counter increments, and advances the fence. All or nothing (DESIGN §5).
+  timers, counter increments and the touches decided (the outbox), and advances the fence.
+  All or nothing (DESIGN §5): a touch is in the outbox exactly when its decision is in the state.
 
   KEYS[1]  fence hash        {lane}:fence  (epoch, offset, streamTime)
   KEYS[2]  timers zset       {lane}:timers
-  KEYS[3 .. 2+U]             user state keys, one per changed user
-  KEYS[3+U .. 2+U+H]         counter hashes
+  KEYS[3]  outbox hash       {lane}:outbox  (touch id -> touch job JSON; the relay drains it)
+  KEYS[4 .. 3+U]             user state keys, one per changed user
+  KEYS[4+U .. 3+U+H]         counter hashes
   then 3 keys per HyperLogLog group: the breakdown's value set, the value's HLL, the "other" HLL
 
   ARGV[1]  epoch the lane was assigned with
@@ -19,6 +21,7 @@
   then T pairs (member, due): timer member = user id, due = ms or '' to remove the timer,
   then for each hash: F (number of fields), then F pairs (field, delta)
   then G (number of HyperLogLog groups), and per group: maxValues, value, N, then N user ids
+  then O (number of outbox entries), then O pairs (touch id, touch job JSON)
 
   Output:  1 committed
           -1 stale epoch: another consumer owns the lane now (this one is a zombie)
@@ -47,7 +50,7 @@ local timers = tonumber(ARGV[6])
 local hashes = tonumber(ARGV[7])
 local a = 8
 for i = 1, users do
-  redis.call('SET', KEYS[2 + i], ARGV[a])
+  redis.call('SET', KEYS[3 + i], ARGV[a])
   a = a + 1
 end
 for i = 1, timers do
@@ -61,7 +64,7 @@ for i = 1, timers do
   a = a + 2
 end
 for h = 1, hashes do
-  local key = KEYS[2 + users + h]
+  local key = KEYS[3 + users + h]
   local fields = tonumber(ARGV[a])
   a = a + 1
   for f = 1, fields do
@@ -73,7 +76,7 @@ end
 -- caps how many values a lane keeps (a flood of distinct channels cannot grow keys without end).
 local groups = tonumber(ARGV[a] or '0')
 a = a + 1
-local k = 3 + users + hashes
+local k = 4 + users + hashes
 for g = 1, groups do
   local valuesKey, target, otherKey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   k = k + 3
@@ -97,5 +100,11 @@ for g = 1, groups do
     i = i + m
   end
   a = a + n
+end
+local touches = tonumber(ARGV[a] or '0')
+a = a + 1
+for i = 1, touches do
+  redis.call('HSET', KEYS[3], ARGV[a], ARGV[a + 1])
+  a = a + 2
 end
 return 1

@@ -4,6 +4,7 @@ import { addActiveDay, gapBucket, windowIncrements } from './activity.js';
 import { breakdownKey, breakdownValue, markHllSeen } from './breakdown.js';
 import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
 import { matches, STATE_BOUNDS, type StateSpec } from './spec.js';
+import type { OutboxEntry } from '../touches/outbox-entry.js';
 import type { UserState } from './user-state.js';
 
 /**
@@ -45,6 +46,8 @@ export interface StepResult {
   counters: CounterDeltas;
   /** HyperLogLog adds of the wide breakdowns, by a key naming (metric, breakdown, day, value). */
   hll: Map<string, HllAdd>;
+  /** Touches decided, as outbox entries (touch id, job JSON): committed with the state. */
+  outbox: OutboxEntry[];
   /** Next timer due time per user; null removes the user's timer. */
   timers: Map<string, number | null>;
   transitions: Transition[];
@@ -261,6 +264,7 @@ function emptyResult(streamTime: number): StepResult {
     states: new Map(),
     counters: new Map(),
     hll: new Map(),
+    outbox: [],
     timers: new Map(),
     transitions: [],
     streamTime,

@@ -7,14 +7,19 @@
  *   {nudge:nudge.events:3}:u:<userId>      one user's state (JSON)
  *   {nudge:nudge.events:3}:fence           epoch, last applied offset, stream time
  *   {nudge:nudge.events:3}:timers          due times of the lane's users (sorted set)
+ *   {nudge:nudge.events:3}:outbox          touches decided, not yet in BullMQ (named in touches/keys.ts)
  *   {nudge:nudge.events:3}:a:active:dau    activity counts of the lane, field = period
  * and one key outside any lane:
  *   nudge:nudge.events:lanes               the partitions that ever had state (a set)
  */
+import { outboxKey } from '../touches/keys.js';
+
 export interface LaneKeys {
   tag: string;
   fence: string;
   timers: string;
+  /** Touches decided and not yet relayed to BullMQ (the touches layer names and drains it). */
+  outbox: string;
   user(userId: string): string;
   hash(suffix: string): string;
 }
@@ -25,6 +30,7 @@ export function laneKeys(namespace: string, topic: string, partition: number): L
     tag,
     fence: `${tag}:fence`,
     timers: `${tag}:timers`,
+    outbox: outboxKey(tag),
     user: (userId) => `${tag}:u:${userId}`,
     hash: (suffix) => `${tag}:${suffix}`,
   };

@@ -106,7 +106,7 @@ export class LaneStore {
    */
   async commit(partition: number, epoch: number, firstOffset: number, lastOffset: number, result: StepResult): Promise<CommitOutcome> {
     const k = this.keys(partition);
-    const keys: string[] = [k.fence, k.timers];
+    const keys: string[] = [k.fence, k.timers, k.outbox];
     const args: (string | number)[] = [epoch, firstOffset, lastOffset, result.streamTime, result.states.size, result.timers.size, result.counters.size];
     for (const userId of result.states.keys()) keys.push(k.user(userId));
     for (const state of result.states.values()) args.push(encodeUserState(state));
@@ -125,6 +125,8 @@ export class LaneStore {
       );
       args.push(add.maxValues, add.value, add.users.size, ...add.users);
     }
+    args.push(result.outbox.length);
+    for (const entry of result.outbox) args.push(entry.field, entry.value);
     const code = await (this.redis as unknown as CommitCommand).nudgeCommitBatch(keys.length, ...keys, ...args);
     if (code === 1) return 'committed';
     if (code === -1) return 'stale-epoch';

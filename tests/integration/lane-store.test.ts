@@ -67,6 +67,19 @@ describe('LaneStore against a real Redis', () => {
     expect(await queries.stageCounts()).toMatchObject({ new: 3 });
   });
 
+  it('writes the outbox with the state, and a refused commit writes neither', async () => {
+    const store = new LaneStore(redis, namespace, 'outbox');
+    const { epoch } = await store.claim(1);
+    const result = applyEvents([ev('o1', 'u7', T0)], new Map(), 0, T0, spec);
+    result.outbox.push({ field: 'tabc', value: '{"touchId":"tabc"}' }, { field: 'tdef', value: '{"touchId":"tdef"}' });
+    expect(await store.commit(1, epoch, 0, 0, result)).toBe('committed');
+    expect(await redis.hgetall(store.keys(1).outbox)).toEqual({ tabc: '{"touchId":"tabc"}', tdef: '{"touchId":"tdef"}' });
+    await redis.del(store.keys(1).outbox); // the relay drained it
+    expect(await store.commit(1, epoch, 0, 0, result)).toBe('already-applied');
+    expect(await store.commit(1, epoch - 1, 1, 1, result)).toBe('stale-epoch');
+    expect(await redis.exists(store.keys(1).outbox)).toBe(0);
+  });
+
   it('keeps timers in a sorted set that the sweep reads by due time', async () => {
     const store = new LaneStore(redis, namespace, 'timers');
     const { epoch } = await store.claim(3);
