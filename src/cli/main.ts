@@ -2,6 +2,8 @@ import { parseArgs } from 'node:util';
 import { createReadStream, existsSync } from 'node:fs';
 import { describeError, ErrorCodes, isNudgeError, NudgeError } from '../errors.js';
 import { loadConfig, describeConfig, ENV_OVERRIDES } from '../config/load.js';
+import { compileRules } from '../rules/compile-rules.js';
+import { describeRules } from '../rules/describe-rules.js';
 import type { NudgeConfig } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { librdkafkaOptions } from '../sources/kafka-options.js';
@@ -40,7 +42,7 @@ Commands:
         --seed S             seed; the same seed gives the same traffic (default: random, printed)
         --unpaced            as fast as the broker takes them, event times from --start
         --start ISO          event time of the first event (default: now)
-  check-config [FILE]      validate a config file and print what it configures
+  check-config [FILE]      validate a config file and print what it configures, journeys in plain words
 
 Options for every command:
   --config FILE            config file (default: $NUDGE_CONFIG, else config/nudge.yaml if present)
@@ -223,7 +225,7 @@ function checkConfigCommand(args: string[]): number {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string' } } });
   const file = positionals[0] ?? values.config ?? process.env.NUDGE_CONFIG ?? 'config/nudge.yaml';
   const config = loadConfig({ file, env: process.env });
-  process.stdout.write(`${file}: OK\n${describeConfig(config)}\n`);
+  process.stdout.write(`${file}: OK\n${describeConfig(config)}\n${describeRules(compileRules(config))}\n`);
   return 0;
 }
 

@@ -421,7 +421,7 @@ const SET = '(set)';
 
 /** A short human summary with every secret masked, for `nudge check-config` and start-up logs. */
 export function describeConfig(cfg: NudgeConfig): string {
-  const { kafka, redis, http, time, events, log, activity, lifecycle, behaviour } = cfg;
+  const { kafka, redis, http, time, events, log, activity, lifecycle, behaviour, journeys, touches } = cfg;
   const sec = kafka.security;
   const kafkaAuth = [
     sec.protocol,
@@ -458,7 +458,24 @@ export function describeConfig(cfg: NudgeConfig): string {
     ...behaviour.sums.map((x) => `sum     ${x.name}: value of ${describeMatch(x.match)} over ${formatDuration(x.windowMs)} in ${formatDuration(x.bucketMs)} buckets`),
     ...behaviour.streaks.map((x) => `streak  ${x.name}: consecutive days with ${describeMatch(x.match)}`),
     ...(behaviour.traits.length > 0 ? [`traits  ${behaviour.traits.join(', ')}`] : []),
+    `touches queue ${touches.queue}; completed jobs kept ${formatDuration(touches.keepCompletedMs)}; ${touches.attempts} attempts, backoff from ${formatDuration(touches.backoffMs)}`,
+    ...describeChannels(touches, journeys),
   ].join('\n');
+}
+
+/** Every channel a journey uses or the touches section lists, with its adapter (secrets masked). */
+function describeChannels(touches: NudgeConfig['touches'], journeys: NudgeConfig['journeys']): string[] {
+  const used = new Set(journeys.flatMap((j) => [...j.channel, ...j.steps.flatMap((s) => s.channel ?? [])]));
+  const names = [...new Set([...Object.keys(touches.channels), ...used])].sort();
+  return names.map((name) => {
+    const c = touches.channels[name];
+    if (c === undefined) return `channel ${name}: ${touches.defaultAdapter} adapter (not listed under touches.channels)`;
+    const limits = [`concurrency ${c.concurrency}`, c.rateLimit ? `at most ${c.rateLimit.max} per ${formatDuration(c.rateLimit.perMs)}` : ''].filter(Boolean);
+    const hook = c.webhook
+      ? ` to ${maskUrlCredentials(c.webhook.url)}, secret ${SET}${Array.isArray(c.webhook.secret) && c.webhook.secret.length > 1 ? ` (${c.webhook.secret.length}, rotating)` : ''}, timeout ${formatDuration(c.webhook.timeoutMs)}${c.webhook.allowPrivateAddresses ? ', private addresses allowed' : ''}`
+      : '';
+    return `channel ${name}: ${c.adapter} adapter${hook}; ${limits.join(', ')}${used.has(name) ? '' : ' (no journey uses it)'}`;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,11 @@
 import { constants, accessSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
+import { checkJourneyReferences } from './journey-references.js';
+import { journeysSchema } from './journeys-section.js';
+import { policySchema } from './policy-section.js';
 import { activitySchema, behaviourSchema, lifecycleSchema } from './state-sections.js';
+import { touchesSchema } from './touches-section.js';
 
 /**
  * The one config schema (STYLE habit 7). Every field has a default, so an empty file is a
@@ -18,7 +22,7 @@ import { activitySchema, behaviourSchema, lifecycleSchema } from './state-sectio
 // Wording shared by the schema and the loader.
 
 /** Keys whose values are secrets: never echoed in an error, masked by `describeConfig`. */
-const SECRET_KEYS = new Set(['password', 'token', 'keyPassword']);
+const SECRET_KEYS = new Set(['password', 'token', 'keyPassword', 'secret']);
 /** librdkafka pass-through properties that carry secrets (`ssl.keystore.password`, `*.pem`...). */
 const SECRET_LIBRDKAFKA_KEY = /pass|secret|token|credential|\.pem$/i;
 
@@ -529,9 +533,6 @@ const logSchema = z.strictObject({
 
 /** Sections of later releases, refused with NUDGE_CONFIG_UNSUPPORTED rather than ignored. */
 export const RESERVED_SECTIONS: Readonly<Record<string, string>> = {
-  journeys: 'journeys',
-  policy: 'policy',
-  touches: 'touches',
   workers: 'workers',
 };
 
@@ -550,6 +551,10 @@ const reserved = (name: string) =>
 
 const section = <T extends z.ZodType>(schema: T) => z.preprocess(emptyAsAbsent, schema.prefault({} as never));
 
+/** Sections journeys refer into: their own problems must be fixed before references are checked. */
+const REFERENCED = new Set(['behaviour', 'policy', 'touches', 'activity']);
+const isJourneysList = (v: unknown) => typeof v === 'object' && v !== null && Array.isArray((v as { journeys?: unknown }).journeys);
+
 export const NudgeConfigSchema = z
   .strictObject({
     kafka: section(kafkaSchema),
@@ -561,12 +566,24 @@ export const NudgeConfigSchema = z
     activity: section(activitySchema),
     lifecycle: section(lifecycleSchema),
     behaviour: section(behaviourSchema),
-    journeys: reserved('journeys'),
-    policy: reserved('policy'),
-    touches: reserved('touches'),
+    /** Default none. The journey language: docs/config.md "journeys". */
+    journeys: z.preprocess(emptyAsAbsent, journeysSchema.default([])),
+    policy: section(policySchema),
+    touches: section(touchesSchema),
     workers: reserved('workers'),
   })
-  .transform(({ kafka, redis, http, time, events, log, activity, lifecycle, behaviour }) => ({
+  .superRefine(
+    (cfg, ctx) => {
+      // Journeys with problems of their own are skipped: their values may be half-parsed.
+      const broken = new Set(ctx.issues.flatMap((i) => (i.path?.[0] === 'journeys' && typeof i.path[1] === 'number' ? [i.path[1]] : [])));
+      const breakdownTraits = cfg.activity.breakdowns.flatMap((b) => (b.trait !== undefined ? [b.trait] : []));
+      checkJourneyReferences({ journeys: cfg.journeys, policy: cfg.policy, touches: cfg.touches, behaviour: cfg.behaviour, breakdownTraits, skip: broken }, ctx);
+    },
+    // Also when other journeys or sections have problems, so one round trip shows these too;
+    // not when a section the references point into is itself broken.
+    { when: (payload) => isJourneysList(payload.value) && !payload.issues.some((i) => REFERENCED.has(String(i.path?.[0]))) },
+  )
+  .transform(({ kafka, redis, http, time, events, log, activity, lifecycle, behaviour, journeys, policy, touches }) => ({
     kafka,
     redis,
     http,
@@ -576,6 +593,9 @@ export const NudgeConfigSchema = z
     activity,
     lifecycle,
     behaviour,
+    journeys,
+    policy,
+    touches,
   }));
 
 /** Relative paths in these fields are resolved against the config file's directory. */

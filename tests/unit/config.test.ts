@@ -61,6 +61,14 @@ const DEFAULTS = {
   },
   lifecycle: { newForMs: 604_800_000, dormantAfterMs: 1_209_600_000, churnedAfterMs: 2_592_000_000, reactivatedForMs: 604_800_000, sweepIntervalMs: 1_000 },
   behaviour: { counters: [], sums: [], streaks: [], traits: [] },
+  journeys: [],
+  policy: {
+    consent: { default: 'granted', channels: {}, events: [] },
+    caps: [],
+    globalHoldout: 0,
+    holdoutSalt: 'nudge',
+  },
+  touches: { queue: 'nudge-touches', keepCompletedMs: 604_800_000, attempts: 8, backoffMs: 5_000, defaultAdapter: 'log', channels: {} },
 };
 
 describe('loadConfig: valid files', () => {
@@ -245,18 +253,16 @@ describe('loadConfig: each error names file:line:col, the path and what was expe
 });
 
 describe('loadConfig: sections of later releases', () => {
-  it('refuses journeys: with NUDGE_CONFIG_UNSUPPORTED', () => {
-    const err = refused(['kafka:', '  topic: nudge.events', 'journeys:', '  - id: welcome']);
+  it('refuses workers: with NUDGE_CONFIG_UNSUPPORTED, even when empty', () => {
+    const err = refused(['kafka:', '  topic: nudge.events', 'workers:']);
     expect(err.code).toBe(ErrorCodes.CONFIG_UNSUPPORTED);
     expect(err.message).toContain(
-      'nudge.yaml:3:1: journeys: not supported yet in this version of Nudge (it arrives with the journeys release); remove the section to start',
+      'nudge.yaml:3:1: workers: not supported yet in this version of Nudge (it arrives with the workers release); remove the section to start',
     );
   });
 
-  it.each(['policy', 'touches', 'workers'])('refuses %s: even when empty', (section) => {
-    const err = refused([`${section}:`]);
-    expect(err.code).toBe(ErrorCodes.CONFIG_UNSUPPORTED);
-    expect(err.message).toContain(`nudge.yaml:1:1: ${section}: not supported yet in this version of Nudge`);
+  it.each(['journeys', 'policy', 'touches'])('accepts %s: left empty as its defaults', (section) => {
+    expect(loadConfig({ file: configFile([`${section}:`]), env: {} })).toEqual(DEFAULTS);
   });
 
   it('refuses the OAUTHBEARER mechanism as not supported yet', () => {
@@ -276,9 +282,9 @@ describe('loadConfig: sections of later releases', () => {
   });
 
   it('uses NUDGE_CONFIG_INVALID when an unsupported section comes with other problems', () => {
-    const err = refused(['journeys: []', 'log:', '  level: loud']);
+    const err = refused(['workers: {}', 'log:', '  level: loud']);
     expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
-    expect(err.message).toContain('nudge.yaml:1:1: journeys: not supported yet');
+    expect(err.message).toContain('nudge.yaml:1:1: workers: not supported yet');
     expect(err.message).toContain('nudge.yaml:3:10: log.level:');
   });
 });
@@ -331,7 +337,10 @@ describe('loadConfig: secrets are never echoed', () => {
     ['credentials with the wrong protocol', ['kafka:', '  security:', '    sasl:', '      username: u', `      password: "${SECRET}"`]],
     ['a secret-looking librdkafka property of the wrong type', ['kafka:', '  librdkafka:', `    ssl.keystore.password: ["${SECRET}"]`]],
     ['a secret on a line with a syntax error', ['redis:', `  password: "${SECRET}`, 'http:', '  port: 1']],
-    ['a secret under a section of a later release', ['journeys:', `  - password: "${SECRET}"`]],
+    ['a secret under a section of a later release', ['workers:', `  - password: "${SECRET}"`]],
+    ['a webhook secret of the wrong form', ['touches:', '  channels:', '    crm:', '      adapter: webhook', '      url: https://crm.example.com/h', `      secret: "${SECRET}"`]],
+    ['a webhook secret of the wrong type', ['touches:', '  channels:', '    crm:', '      adapter: webhook', '      url: https://crm.example.com/h', `      secret: ["${SECRET}"]`]],
+    ['a webhook URL with credentials', ['touches:', '  channels:', '    crm:', '      adapter: webhook', `      url: "ftp://u:${SECRET}@crm.example.com/h"`]],
   ])('%s', (_name, lines) => {
     const err = refused(lines);
     expect(err.message.split('\n').length).toBeGreaterThan(2); // it did report something

@@ -1,0 +1,128 @@
+import type { AppEvent } from '../contract/event.js';
+import type { Group } from './assignment.js';
+import type { ConsentChange } from './consent.js';
+import type { JourneyEntry, JourneyUserState, Wait } from './journey-state.js';
+import type { BudgetRemaining } from './policy-gate.js';
+import type { CancelReason, Outcome, SkipReason, TouchReason } from './reasons.js';
+import type { JourneySpec, RulesSpec } from './rules-spec.js';
+import type { UserFacts } from './user-facts.js';
+
+/** One call of `decideJourneys`: a user's event, or a timer tick (`event: null`). */
+export interface JourneyInput {
+  userId: string;
+  /** The wall clock: judges the age of triggers and when timers are due. */
+  now: number;
+  /** The user's facts before the event (null for a user never seen) and after it. */
+  before: UserFacts | null;
+  after: UserFacts;
+  /** The event as the state step applied it (a far-future time clamped); null on a timer tick. */
+  event: AppEvent | null;
+  /** The user's journey state as stored; null = none yet. Not changed: the result has the new one. */
+  state: JourneyUserState | null;
+  /** Remaining budgets by journey id, as the commit step knows them; absent = nothing spent. */
+  budgets?: ReadonlyMap<string, BudgetRemaining>;
+}
+
+/** A touch decision: sent, deferred, suppressed or held out, always with a reason. */
+export interface TouchDecision {
+  touchId: string;
+  userId: string;
+  journeyId: string;
+  stepId: string;
+  /** The entry's triggering event id or timer due time (part of the touch id). */
+  occurrence: string;
+  channel: string;
+  template: string;
+  /** "" when the journey has no variants. */
+  variant: string;
+  group: Group;
+  /** "" for a timer-triggered entry. */
+  triggerEventId: string;
+  /** The wall clock at decision time. */
+  triggeredAt: number;
+  sendAt: number;
+  /** The journey's listed traits (null when the user has none): the only user data in a payload. */
+  attributes: Record<string, string | null>;
+  outcome: Outcome;
+  reason: TouchReason;
+  detail: string;
+  /** Charged against the journey budget if the commit accepts the touch (0 unless sent or deferred). */
+  cost: number;
+  /** The reporting-zone day number the cost counts against (budget per day). */
+  budgetDay: number;
+  priority: number;
+}
+
+export interface SkippedTrigger {
+  journeyId: string;
+  reason: SkipReason;
+  occurrence: string;
+  detail: string;
+}
+
+export interface Cancellation {
+  journeyId: string;
+  reason: CancelReason;
+  kind: 'absence_wait' | 'step_wait' | 'touch';
+  /** For kind touch: the touch to call off (remove the delayed job, mark the ledger). */
+  touchId: string;
+  /** For an absence wait: the pairing key ("" without `by`). */
+  key: string;
+}
+
+/** A conversion inside a journey's attribution window, counted from entry (intent to treat). */
+export interface Conversion {
+  journeyId: string;
+  group: Group;
+  variant: string;
+  /** The entry's occurrence. */
+  occurrence: string;
+  enteredAt: number;
+  at: number;
+  eventId: string;
+}
+
+/** The awaited event arrived after its absence wait had fired (DESIGN: counted, not ignored). */
+export interface LateFollowUp {
+  journeyId: string;
+  key: string;
+  dueAt: number;
+  at: number;
+  eventId: string;
+}
+
+export interface JourneyStepResult {
+  state: JourneyUserState;
+  /** In gating order: highest priority first. */
+  touches: TouchDecision[];
+  skipped: SkippedTrigger[];
+  cancellations: Cancellation[];
+  conversions: Conversion[];
+  lateFollowUps: LateFollowUp[];
+  consentChanges: ConsentChange[];
+  /** Waits added by this call (also in `state.waits`). */
+  scheduled: Wait[];
+  /** When the user's next journey timer is due; null when none is pending. */
+  nextDueAt: number | null;
+}
+
+/** A step about to be gated. */
+export interface PlannedStep {
+  journey: JourneySpec;
+  step: number;
+  entry: JourneyEntry;
+  sendAt: number;
+}
+
+/** What the decision modules share during one call. */
+export interface DecideContext {
+  spec: RulesSpec;
+  userId: string;
+  now: number;
+  /** The user's zone for local times. */
+  tz: string;
+  facts: UserFacts;
+  state: JourneyUserState;
+  out: JourneyStepResult;
+  planned: PlannedStep[];
+}

@@ -1,0 +1,112 @@
+import type { AppEvent } from '../contract/event.js';
+import { applyConsentEvent } from './consent.js';
+import type { DecideContext } from './decisions.js';
+import { addWait } from './enter-journey.js';
+import { matchesFilter } from './filter.js';
+import type { Filter } from './rules-spec.js';
+
+/**
+ * What an event does besides triggering: consent choices, exits, follow-ups that end absence
+ * waits, inactivity deadlines pushed back, late follow-ups and conversions. These apply to
+ * stale events too: an old event is still a fact about the user, it only must not send.
+ */
+
+/** Before due waits fire: choices, exits and in-time follow-ups must win over a deadline. */
+export function applyEventEffects(ctx: DecideContext, e: AppEvent): void {
+  ctx.out.consentChanges.push(...applyConsentEvent(ctx.spec.policy, ctx.state.consent, e));
+  applyExits(ctx, e);
+  endAbsenceWaits(ctx, e);
+  pushBackInactivity(ctx, e);
+}
+
+/**
+ * An exit event ends the journey: later steps, absence waits and touches not yet due. An exit
+ * event older than the entry (a late event from before it) does not end that entry.
+ */
+function applyExits(ctx: DecideContext, e: AppEvent): void {
+  const { state } = ctx;
+  for (const j of ctx.spec.journeys) {
+    if (!matchesAny(j.exitOn, e)) continue;
+    const entry = state.entries[j.id];
+    const inEntry = entry !== undefined && entry.exitedAt === undefined && e.timeMs >= entry.at;
+    if (state.waits.length > 0) {
+      state.waits = state.waits.filter((w) => {
+        const ends = w.journeyId === j.id && ((w.kind === 'step' && inEntry) || (w.kind === 'absence' && w.startedAt <= e.timeMs));
+        if (ends) ctx.out.cancellations.push({ journeyId: j.id, reason: 'exit', kind: w.kind === 'step' ? 'step_wait' : 'absence_wait', touchId: '', key: w.kind === 'absence' ? w.key : '' });
+        return !ends;
+      });
+    }
+    if (!inEntry) continue;
+    for (const p of entry.pending) {
+      if (p.sendAt <= ctx.now) continue;
+      ctx.out.cancellations.push({ journeyId: j.id, reason: 'exit', kind: 'touch', touchId: p.touchId, key: '' });
+      state.history = state.history.filter((h) => h.touchId !== p.touchId);
+    }
+    entry.pending = [];
+    entry.exitedAt = e.timeMs;
+  }
+}
+
+/** `then` arrived within the window: the absence wait with the same key ends without a touch. */
+function endAbsenceWaits(ctx: DecideContext, e: AppEvent): void {
+  for (const j of ctx.spec.journeys) {
+    const t = j.trigger;
+    if (t.type !== 'notFollowedBy' || !matchesFilter(t.then, e)) continue;
+    const key = pairingKey(t.by, e);
+    if (key === null || ctx.state.waits.length === 0) continue;
+    ctx.state.waits = ctx.state.waits.filter((w) => {
+      const ends = w.kind === 'absence' && w.journeyId === j.id && w.key === key && e.timeMs >= w.startedAt && e.timeMs <= w.dueAt;
+      if (ends) ctx.out.cancellations.push({ journeyId: j.id, reason: 'followed_by', kind: 'absence_wait', touchId: '', key });
+      return !ends;
+    });
+  }
+}
+
+/** Each matching event moves the inactivity deadline to (event time + the inactivity span). */
+function pushBackInactivity(ctx: DecideContext, e: AppEvent): void {
+  for (const j of ctx.spec.journeys) {
+    const t = j.trigger;
+    if (t.type !== 'inactive' || (t.match !== null && !matchesFilter(t.match, e))) continue;
+    const dueAt = e.timeMs + t.forMs;
+    const current = ctx.state.waits.find((w) => w.kind === 'inactive' && w.journeyId === j.id);
+    if (current !== undefined) current.dueAt = Math.max(current.dueAt, dueAt);
+    else addWait(ctx, { kind: 'inactive', journeyId: j.id, dueAt });
+  }
+}
+
+/** After due waits fired: a follow-up to an absence that already fired is late, and counted once. */
+export function recordLateFollowUps(ctx: DecideContext, e: AppEvent): void {
+  for (const j of ctx.spec.journeys) {
+    const t = j.trigger;
+    if (t.type !== 'notFollowedBy' || !matchesFilter(t.then, e)) continue;
+    if (ctx.state.fired.length === 0) continue;
+    const key = pairingKey(t.by, e);
+    const i = ctx.state.fired.findIndex((f) => f.journeyId === j.id && f.key === key && e.timeMs > f.dueAt);
+    if (i < 0) continue;
+    const [f] = ctx.state.fired.splice(i, 1);
+    ctx.out.lateFollowUps.push({ journeyId: j.id, key: f!.key, dueAt: f!.dueAt, at: e.timeMs, eventId: e.eventId });
+  }
+}
+
+/** Conversions inside the attribution window of an entry, once per entry, holdouts included. */
+export function recordConversions(ctx: DecideContext, e: AppEvent): void {
+  for (const j of ctx.spec.journeys) {
+    const entry = ctx.state.entries[j.id];
+    if (j.conversion === null || entry === undefined || entry.convertedAt !== undefined) continue;
+    if (e.timeMs < entry.at || e.timeMs - entry.at > j.conversion.withinMs || !matchesFilter(j.conversion.match, e)) continue;
+    entry.convertedAt = e.timeMs;
+    ctx.out.conversions.push({ journeyId: j.id, group: entry.group, variant: entry.variant, occurrence: entry.occurrence, enteredAt: entry.at, at: e.timeMs, eventId: e.eventId });
+  }
+}
+
+function matchesAny(filters: readonly Filter[], e: AppEvent): boolean {
+  for (const f of filters) if (matchesFilter(f, e)) return true;
+  return false;
+}
+
+/** The value of the pairing prop (`by`), "" without one; null when the event lacks it. */
+export function pairingKey(by: string | null, e: AppEvent): string | null {
+  if (by === null) return '';
+  const v = Object.prototype.hasOwnProperty.call(e.props, by) ? e.props[by] : undefined;
+  return v === undefined ? null : v.slice(0, 128);
+}

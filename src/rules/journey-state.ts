@@ -1,0 +1,140 @@
+import type { Group } from './assignment.js';
+
+/**
+ * What the rules keep per user, as plain JSON the state step stores inside the user's state.
+ * Timers are part of it (`waits`): the state step schedules the user's next timer at
+ * `nextDueAt(state)` and calls the rules when it is due. Every list has a bound.
+ */
+export interface JourneyUserState {
+  /** The latest entry per journey id. */
+  entries: Record<string, JourneyEntry>;
+  /** Pending timers: absence deadlines, inactivity deadlines, later steps. */
+  waits: Wait[];
+  /** Touches sent or scheduled (not held out, not suppressed), for caps and the minimum gap. */
+  history: TouchRecord[];
+  /** Send time of the latest touch per channel (any journey, capped or not). */
+  lastTouchByChannel: Record<string, number>;
+  /** Recorded consent choices per channel (absent = the policy default). */
+  consent: Record<string, ConsentRecord>;
+  /** Journeys whose firstTime trigger has matched for this user. */
+  firstTimeSeen: string[];
+  /** Absence waits that fired recently, so a late awaited event is counted. */
+  fired: FiredAbsence[];
+}
+
+export interface JourneyEntry {
+  /** When the user entered: the event time, or the timer's due time. */
+  at: number;
+  /** The triggering event id or timer due time: part of every touch id of this entry. */
+  occurrence: string;
+  /** The event that triggered the entry; "" for a timer. */
+  triggerEventId: string;
+  group: Group;
+  variant: string;
+  exitedAt?: number;
+  convertedAt?: number;
+  lastTouch?: { at: number; channel: string; stepId: string };
+  /** Touches decided with a send time still ahead at decision time; an exit cancels them. */
+  pending: Array<{ touchId: string; sendAt: number }>;
+}
+
+export type Wait =
+  | { kind: 'absence'; journeyId: string; dueAt: number; key: string; occurrence: string; startedAt: number }
+  | { kind: 'inactive'; journeyId: string; dueAt: number }
+  | { kind: 'step'; journeyId: string; dueAt: number; step: number };
+
+export interface TouchRecord {
+  /** Send time. */
+  at: number;
+  channel: string;
+  journeyId: string;
+  touchId: string;
+}
+
+export interface ConsentRecord {
+  granted: boolean;
+  /** Event time of the choice; an older choice arriving later does not override it. */
+  at: number;
+}
+
+export interface FiredAbsence {
+  journeyId: string;
+  key: string;
+  dueAt: number;
+  /** Forgotten after this time. */
+  until: number;
+}
+
+export const JOURNEY_STATE_BOUNDS = {
+  waits: 64,
+  absenceWaitsPerJourney: 8,
+  history: 64,
+  fired: 16,
+  consentChannels: 16,
+} as const;
+
+export function emptyJourneyState(): JourneyUserState {
+  return { entries: {}, waits: [], history: [], lastTouchByChannel: {}, consent: {}, firstTimeSeen: [], fired: [] };
+}
+
+/**
+ * A copy the caller may change; the input stays as it was. Fields missing from a state stored
+ * by an older version read as empty.
+ */
+export function cloneJourneyState(s: JourneyUserState): JourneyUserState {
+  const entries: Record<string, JourneyEntry> = {};
+  for (const k in s.entries ?? {}) {
+    const e = s.entries[k]!;
+    entries[k] = { ...e, pending: (e.pending ?? []).map((p) => ({ ...p })) };
+  }
+  return {
+    entries,
+    waits: (s.waits ?? []).map((w) => ({ ...w })),
+    history: (s.history ?? []).map((h) => ({ ...h })),
+    lastTouchByChannel: { ...s.lastTouchByChannel },
+    consent: { ...s.consent },
+    firstTimeSeen: [...(s.firstTimeSeen ?? [])],
+    fired: (s.fired ?? []).map((f) => ({ ...f })),
+  };
+}
+
+/** When the user's next journey timer is due, or null when none is pending. */
+export function nextDueAt(s: JourneyUserState): number | null {
+  let next = Infinity;
+  for (const w of s.waits) if (w.dueAt < next) next = w.dueAt;
+  return next === Infinity ? null : next;
+}
+
+/**
+ * Drops what no longer matters at `now`: state of journeys no longer configured, touch history
+ * older than `historyHorizonMs`, fired absences past their horizon; then applies the bounds.
+ * Runs on every event, so it allocates only when there is something to drop.
+ */
+export function pruneJourneyState(s: JourneyUserState, journeyIds: ReadonlySet<string>, now: number, historyHorizonMs: number): void {
+  for (const id in s.entries) {
+    if (!journeyIds.has(id)) delete s.entries[id];
+    else {
+      const e = s.entries[id]!;
+      if (e.pending.length > 0 && e.pending.some((p) => p.sendAt <= now)) e.pending = e.pending.filter((p) => p.sendAt > now);
+    }
+  }
+  if (s.waits.some((w) => !journeyIds.has(w.journeyId))) s.waits = s.waits.filter((w) => journeyIds.has(w.journeyId));
+  if (s.firstTimeSeen.some((id) => !journeyIds.has(id))) s.firstTimeSeen = s.firstTimeSeen.filter((id) => journeyIds.has(id));
+  if (s.history.length > 0) {
+    const from = now - historyHorizonMs;
+    if (s.history.some((h) => h.at <= from)) s.history = s.history.filter((h) => h.at > from);
+    s.history.sort((a, b) => a.at - b.at);
+    if (s.history.length > JOURNEY_STATE_BOUNDS.history) s.history = s.history.slice(-JOURNEY_STATE_BOUNDS.history);
+  }
+  if (s.fired.length > 0) {
+    s.fired = s.fired.filter((f) => f.until > now && journeyIds.has(f.journeyId));
+    if (s.fired.length > JOURNEY_STATE_BOUNDS.fired) s.fired = s.fired.slice(-JOURNEY_STATE_BOUNDS.fired);
+  }
+}
+
+/** True while an entry has a later step waiting or a touch not yet due. */
+export function isActiveEntry(s: JourneyUserState, journeyId: string, now: number): boolean {
+  const e = s.entries[journeyId];
+  if (e === undefined || e.exitedAt !== undefined) return false;
+  return e.pending.some((p) => p.sendAt > now) || s.waits.some((w) => w.kind === 'step' && w.journeyId === journeyId);
+}

@@ -1,0 +1,62 @@
+/**
+ * Every reason a journey decision can carry: a fixed set, because each is a metric label
+ * (counted per journey) and a field operators filter on. Add codes, never rename them.
+ *
+ * - Touch outcomes (`TouchDecision.reason`): why a decided touch is sent, deferred, suppressed
+ *   or held out. The gate checks in this order: holdout, consent, quiet hours, caps, minimum
+ *   gap, budget.
+ * - Skips (`SkippedTrigger.reason`): a trigger fired but the user did not enter the journey.
+ * - Cancellations (`Cancellation.reason`): something pending was called off.
+ */
+export const TOUCH_REASONS = {
+  sent: 'Passed every check; sent at sendAt.',
+  quiet_hours_deferred: 'Due inside quiet hours in the user\'s zone; sendAt moved to their end.',
+  holdout: 'The user is in the journey\'s holdout: no touch, counted for lift.',
+  global_holdout: 'The user is in the global holdout: no touch, counted for lift.',
+  no_consent: 'No consent recorded for the channel and the channel\'s default is denied.',
+  opted_out: 'The user opted out of the channel.',
+  quiet_hours: 'Due inside quiet hours and the journey drops rather than defers.',
+  cap_channel: 'A frequency cap on this channel is reached (detail: the cap).',
+  cap_all_channels: 'A cross-channel frequency cap is reached (detail: the cap).',
+  min_gap: 'Another touch is closer than policy.minGap.',
+  priority_conflict: 'A higher-priority touch decided at the same time took the last slot of a cap or the gap.',
+  budget_total: 'The journey\'s total budget cannot pay for the touch.',
+  budget_daily: 'The journey\'s budget for the day (reporting zone) cannot pay for the touch.',
+} as const;
+
+export const SKIP_REASONS = {
+  stale_event: 'The event is older than time.maxTriggerAge by the wall clock (a backfill or a late event).',
+  stale_timer: 'The timer was due more than time.maxTriggerAge ago (the engine was down or behind).',
+  conditions_not_met: 'A condition does not hold (detail: which).',
+  reentry_never: 'The user entered before and the journey has reEntry: never.',
+  reentry_cooldown: 'The user entered within the journey\'s re-entry cool-down.',
+  already_in_journey: 'The user is still in the journey (a step or a touch is pending).',
+  wait_limit: 'Too many waits were pending for the user; the oldest was dropped.',
+} as const;
+
+export const CANCEL_REASONS = {
+  followed_by: 'The awaited event arrived in time: the absence wait ends without a touch.',
+  exit: 'An exit event ended the journey for the user.',
+} as const;
+
+export type TouchReason = keyof typeof TOUCH_REASONS;
+export type SkipReason = keyof typeof SKIP_REASONS;
+export type CancelReason = keyof typeof CANCEL_REASONS;
+export type Outcome = 'send' | 'defer' | 'suppress' | 'holdout';
+
+/** The outcome each touch reason goes with. */
+export const OUTCOME_OF: Readonly<Record<TouchReason, Outcome>> = {
+  sent: 'send',
+  quiet_hours_deferred: 'defer',
+  holdout: 'holdout',
+  global_holdout: 'holdout',
+  no_consent: 'suppress',
+  opted_out: 'suppress',
+  quiet_hours: 'suppress',
+  cap_channel: 'suppress',
+  cap_all_channels: 'suppress',
+  min_gap: 'suppress',
+  priority_conflict: 'suppress',
+  budget_total: 'suppress',
+  budget_daily: 'suppress',
+};

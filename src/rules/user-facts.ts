@@ -1,0 +1,35 @@
+/**
+ * What the rules read about a user: a plain view the state step builds from its own state
+ * (rules/ does not import state/). Times are ms since the epoch; day numbers are whole days
+ * since 1970-01-01 of the local date in the user's zone (time/calendar.ts).
+ */
+export interface UserFacts {
+  firstSeen: number;
+  lastSeen: number;
+  /** Lifecycle stage: new, active, dormant, churned, reactivated. */
+  stage: string;
+  stageSince: number;
+  /** The user's IANA zone; "" = unknown (the reporting zone is used). */
+  tz: string;
+  traits: Readonly<Record<string, string>>;
+  /** Per behaviour counter: the latest matching event times, ascending. */
+  counters: Readonly<Record<string, readonly number[]>>;
+  /** Per behaviour sum: the total over its window as of now. */
+  sums: Readonly<Record<string, number>>;
+  /** Per behaviour streak: the run ending on day `last` (user's zone). */
+  streaks: Readonly<Record<string, { readonly current: number; readonly last: number }>>;
+  /** Events per local hour of day (24 entries), or null when not kept: see `recordActiveHour`. */
+  activeHours: readonly number[] | null;
+}
+
+/** Matching times within (t - withinMs, t]. */
+export function countWithin(times: readonly number[] | undefined, t: number, withinMs: number): number {
+  let n = 0;
+  for (const x of times ?? []) if (x > t - withinMs && x <= t) n++;
+  return n;
+}
+
+/** A streak's current run as of local day `today`: 0 once a day has been missed. */
+export function liveStreak(s: { readonly current: number; readonly last: number } | undefined, today: number): number {
+  return s !== undefined && s.last >= today - 1 ? s.current : 0;
+}
