@@ -30,6 +30,17 @@ export const ErrorCodes = {
   NOT_IMPLEMENTED: 'NUDGE_NOT_IMPLEMENTED',
   /** A test or dev service (redis-server, the Kafka broker) failed to start. */
   SERVICE_START: 'NUDGE_SERVICE_START',
+  /**
+   * A valid event made the state step throw (a bug, or data the step does not handle). It goes
+   * to the dead-letter topic with this code and its original bytes; the rest of its batch is
+   * applied and the lane moves on. Fix the step, then replay the dead letters.
+   */
+  EVENT_POISON: 'NUDGE_EVENT_POISON',
+  /**
+   * A user's due timer made the state step throw. The user's timer is postponed (see
+   * `TIMER_POISON_RETRY_MS` in pipeline/lanes.ts) so the lane's other timers still fire.
+   */
+  TIMER_POISON: 'NUDGE_TIMER_POISON',
   /** An outbox entry or a touch job does not match the touch job contract (DESIGN §2.2). */
   TOUCH_INVALID: 'NUDGE_TOUCH_INVALID',
   /** A channel provider failed in a way that may pass (5xx, 429, timeout, network); retried with backoff. */

@@ -4,7 +4,8 @@ import type { NudgeConfig } from '../config/schema.js';
 import { ErrorCodes, NudgeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { PipelineMetrics } from '../metrics/pipeline-metrics.js';
-import { Lanes } from '../pipeline/lanes.js';
+import { Lanes, type LanesOptions } from '../pipeline/lanes.js';
+import { settlesWithin } from '../pipeline/settles-within.js';
 import { TimerSweep } from '../pipeline/timer-sweep.js';
 import type { DeadLetter, DeadLetterSink } from '../pipeline/types.js';
 import { EventProducer } from '../sources/event-producer.js';
@@ -33,7 +34,23 @@ export interface EngineOptions {
   /** Consumer tuning for tests and benchmarks. */
   maxBatch?: number;
   maxInFlight?: number;
+  /**
+   * How long `stop()` waits, in all, for in-flight work to finish and connections to close
+   * before it gives up on them (see `stop`).
+   * @default 10_000
+   */
+  stopTimeoutMs?: number;
+  /**
+   * How often `nudge_consumer_lag` is measured.
+   * @default 5_000
+   */
+  lagIntervalMs?: number;
+  /** The pure state steps; seams for tests (see LanesOptions). @default applyEvents / applyTimers */
+  decide?: LanesOptions['decide'];
+  decideTimers?: LanesOptions['decideTimers'];
 }
+
+const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
 /**
  * Wires the streaming state core: Kafka source -> lanes -> Redis, the timer sweep, the
@@ -69,7 +86,12 @@ export class Engine {
       topic: config.kafka.topic,
       groupId: config.kafka.groupId,
       logger,
+      lag: {
+        set: (partition, lag) => this.metrics.consumerLag.set({ partition: String(partition) }, lag),
+        clear: (partition) => this.metrics.consumerLag.remove({ partition: String(partition) }),
+      },
       ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
+      ...(o.lagIntervalMs !== undefined ? { lagIntervalMs: o.lagIntervalMs } : {}),
     });
     this.lanes = new Lanes({
       store,
@@ -81,6 +103,8 @@ export class Engine {
       logger,
       clock,
       ...(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {}),
+      ...(o.decide !== undefined ? { decide: o.decide } : {}),
+      ...(o.decideTimers !== undefined ? { decideTimers: o.decideTimers } : {}),
     });
     this.sweep = new TimerSweep({
       lanes: this.lanes,
@@ -127,7 +151,7 @@ export class Engine {
     await this.source.start({
       onAssigned: (partitions) => {
         logger.info({ partitions }, 'partitions assigned');
-        this.lanes.assign(partitions);
+        return this.lanes.assign(partitions);
       },
       onRevoked: (partitions) => {
         logger.info({ partitions }, 'partitions revoked');
@@ -158,17 +182,40 @@ export class Engine {
     return this.lanes.idle();
   }
 
-  /** Graceful stop: no new reads, in-flight batches finish and commit, then the group is left. */
+  /**
+   * Graceful stop: no new reads, in-flight batches finish and commit, then the group is left.
+   *
+   * Bounded by `stopTimeoutMs` in all, so a stop never hangs on a Redis (or broker) that is
+   * down — commands wait for the reconnection without limit (maxRetriesPerRequest: null), so an
+   * unbounded stop would wait for Redis to come back. Past the deadline the batches still in
+   * flight are abandoned and the Redis connection is dropped rather than quit. That is safe:
+   * an abandoned batch committed nothing and moved no offset, so the partition's next owner
+   * reads it again (its dead letters, if already sent, are sent again: at least once).
+   */
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
-    await this.sweep.stop();
-    await this.source.stop();
-    await this.lanes.close();
-    await this.producer.disconnect();
-    await this.ops?.close();
-    await this.redis.quit().catch(() => undefined);
-    this.o.logger.info('engine stopped');
+    const started = Date.now();
+    const deadline = started + (this.o.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
+    const left = () => Math.max(0, deadline - Date.now());
+    await this.sweep.stop(left());
+    let clean = await settlesWithin(this.source.stop(left()), left());
+    clean = (await this.lanes.close(left())) && clean;
+    clean = (await settlesWithin(this.producer.disconnect(), left())) && clean;
+    await settlesWithin(this.ops?.close() ?? Promise.resolve(), left());
+    if (!(await settlesWithin(this.redis.quit(), clean ? Math.max(left(), 1_000) : 0))) {
+      // Drops the connection and rejects the commands waiting for it, so the abandoned
+      // batches' retry loops see their lane revoked and end.
+      this.redis.disconnect();
+      clean = false;
+    }
+    if (clean) this.o.logger.info('engine stopped');
+    else {
+      this.o.logger.warn(
+        { waitedMs: Date.now() - started, stopTimeoutMs: this.o.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS },
+        'engine stopped without finishing in-flight work (Redis or Kafka unreachable?); nothing of it was committed, the next owner of the partitions reads it again',
+      );
+    }
   }
 }
 

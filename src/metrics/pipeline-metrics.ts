@@ -18,11 +18,14 @@ export class PipelineMetrics {
   readonly commitOutcomes: Counter<'outcome'>;
   readonly redisErrors: Counter<'operation'>;
   readonly timersFired: Counter;
+  readonly timersPoisoned: Counter;
   readonly timerLag: Gauge;
   readonly timerBacklog: Gauge;
   readonly transitions: Counter<'to'>;
   readonly lanes: Gauge;
   readonly inFlightBatches: Gauge;
+  /** Per assigned partition; a revoked partition's series is removed, so the label set stays bounded by the partition count. */
+  readonly consumerLag: Gauge<'partition'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -68,10 +71,23 @@ export class PipelineMetrics {
       registers,
     });
     this.timersFired = new Counter({ name: 'nudge_timers_fired_total', help: 'User timers handled by the sweep.', registers });
+    this.timersPoisoned = new Counter({
+      name: 'nudge_timers_poisoned_total',
+      help: 'User timers the state step threw on (NUDGE_TIMER_POISON); each is put off by an hour and the lane moves on.',
+      registers,
+    });
     this.timerLag = new Gauge({ name: 'nudge_timer_lag_seconds', help: 'How far behind its due time the oldest due timer is, at the last sweep.', registers });
     this.timerBacklog = new Gauge({ name: 'nudge_timer_backlog', help: 'Timers due and not yet handled, at the last sweep.', registers });
     this.transitions = new Counter({ name: 'nudge_lifecycle_transitions_total', help: 'Lifecycle stage changes recorded, by new stage.', labelNames: ['to'], registers });
     this.lanes = new Gauge({ name: 'nudge_lanes_assigned', help: 'Partitions (lanes) this instance owns.', registers });
     this.inFlightBatches = new Gauge({ name: 'nudge_batches_in_flight', help: 'Batches accepted and not yet committed.', registers });
+    this.consumerLag = new Gauge({
+      name: 'nudge_consumer_lag',
+      help:
+        'Messages of an assigned partition not yet applied: the high watermark minus the group’s committed offset (committed only after ' +
+        'the Redis commit), asked of the broker every few seconds. With no committed offset yet, every retained message.',
+      labelNames: ['partition'],
+      registers,
+    });
   }
 }

@@ -1,13 +1,16 @@
 import { Subject, concatMap, groupBy, mergeMap, from, type Subscription } from 'rxjs';
-import type { AppEvent } from '../contract/event.js';
-import { parseEvent, type EventLimits } from '../contract/validate.js';
+import type { EventLimits } from '../contract/validate.js';
+import { ErrorCodes } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics/pipeline-metrics.js';
 import { applyEvents, applyTimers, type StepResult, type Transition } from '../state/decide.js';
 import type { LaneStore } from '../state/lane-store.js';
 import type { StateSpec } from '../state/spec.js';
+import { deadLetter, decodeBatch } from './decode-batch.js';
+import { describeFailure, isolatePoison } from './isolate-poison.js';
 import { Semaphore } from './semaphore.js';
-import type { DeadLetter, DeadLetterSink, OffsetCommitter, PartitionBatch } from './types.js';
+import { settlesWithin } from './settles-within.js';
+import type { DeadLetterSink, OffsetCommitter, PartitionBatch, RawMessage } from './types.js';
 
 export interface LanesOptions {
   store: LaneStore;
@@ -23,7 +26,25 @@ export interface LanesOptions {
   maxInFlight?: number;
   /** Called after each committed batch with its lifecycle transitions (journeys use them). */
   onTransitions?: (partition: number, transitions: Transition[]) => void;
+  /**
+   * The pure state step for events. A seam for tests that need a step which throws on chosen
+   * events (poison isolation); production uses the default.
+   * @default applyEvents
+   */
+  decide?: typeof applyEvents;
+  /**
+   * The pure state step for due timers; a seam like `decide`.
+   * @default applyTimers
+   */
+  decideTimers?: typeof applyTimers;
 }
+
+/**
+ * How long the timer of a user whose timer step threw is put off. Long enough that a poison
+ * timer costs a lane one isolation pass an hour rather than one per sweep; short enough that a
+ * transient cause (a fixed deploy) lets the user's stage catch up the same day.
+ */
+export const TIMER_POISON_RETRY_MS = 3_600_000;
 
 interface Lane {
   partition: number;
@@ -31,7 +52,8 @@ interface Lane {
   /** Last applied offset; messages at or below it are replays and are skipped. */
   fenceOffset: number;
   streamTime: number;
-  claimed: Promise<void>;
+  /** Resolves true when claimed, false when the claim was abandoned. */
+  claimed: Promise<boolean>;
   revoked: boolean;
   timerBatchPending: boolean;
 }
@@ -70,21 +92,36 @@ export class Lanes {
       .subscribe();
   }
 
-  assign(partitions: number[]): void {
+  /**
+   * Opens a lane per partition and claims it in Redis (a new epoch). Resolves, once every claim
+   * is done, with the offset each lane needs next: its fence + 1, or 0 when nothing was applied
+   * yet. The source uses it to start reading where Redis stands (DESIGN §5); a lane whose claim
+   * was abandoned (revoked meanwhile) is left out.
+   */
+  async assign(partitions: number[]): Promise<Map<number, number>> {
+    const opened: Lane[] = [];
     for (const partition of partitions) {
       const lane: Lane = {
         partition,
         epoch: 0,
         fenceOffset: -1,
         streamTime: 0,
-        claimed: Promise.resolve(),
+        claimed: Promise.resolve(false),
         revoked: false,
         timerBatchPending: false,
       };
       lane.claimed = this.claim(lane);
       this.lanes.set(partition, lane);
+      opened.push(lane);
     }
     this.o.metrics.lanes.set(this.lanes.size);
+    const needed = new Map<number, number>();
+    await Promise.all(
+      opened.map(async (lane) => {
+        if ((await lane.claimed) && !lane.revoked) needed.set(lane.partition, lane.fenceOffset + 1);
+      }),
+    );
+    return needed;
   }
 
   revoke(partitions: number[]): void {
@@ -126,10 +163,23 @@ export class Lanes {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  async close(): Promise<void> {
-    await this.idle();
+  /**
+   * Waits up to `waitMs` for the batches in flight, then stops. Batches still in flight then
+   * (an I/O step retrying while Redis or the broker is down) are abandoned: their lanes are
+   * marked revoked, so they stop at their next failed attempt and commit nothing — the next
+   * owner re-reads them. Resolves true when nothing had to be abandoned.
+   */
+  async close(waitMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    const drained = await settlesWithin(this.idle(), waitMs);
+    if (!drained) this.abandon();
     this.work$.complete();
     this.subscription.unsubscribe();
+    return drained;
+  }
+
+  /** Gives up every lane at once (a forced stop); see `close`. */
+  abandon(): void {
+    this.revoke([...this.lanes.keys()]);
   }
 
   private enter(): void {
@@ -148,19 +198,20 @@ export class Lanes {
     }
   }
 
-  private async claim(lane: Lane): Promise<void> {
+  /** Resolves true once the lane is claimed, false when the claim was abandoned (revoked). */
+  private async claim(lane: Lane): Promise<boolean> {
     const fence = await this.retry('claim', lane, () => this.o.store.claim(lane.partition));
-    if (!fence) return;
+    if (!fence) return false;
     lane.epoch = fence.epoch;
     lane.fenceOffset = fence.offset;
     lane.streamTime = fence.streamTime;
     this.o.logger.info({ partition: lane.partition, epoch: fence.epoch, fenceOffset: fence.offset }, 'lane claimed');
+    return true;
   }
 
   private async run(w: Work): Promise<void> {
     try {
-      await w.lane.claimed;
-      if (w.lane.revoked) return;
+      if (!(await w.lane.claimed) || w.lane.revoked) return;
       if (w.kind === 'events') await this.processEvents(w.lane, w.batch);
       else await this.processTimers(w.lane, w.userIds);
     } catch (err) {
@@ -177,16 +228,30 @@ export class Lanes {
     const messages = batch.messages.filter((m) => m.offset > lane.fenceOffset);
     metrics.eventsConsumed.inc(batch.messages.length);
     if (messages.length === 0) return;
-    const first = (messages[0] as (typeof messages)[number]).offset;
-    const last = (messages[messages.length - 1] as (typeof messages)[number]).offset;
+    const first = (messages[0] as RawMessage).offset;
+    const last = (messages[messages.length - 1] as RawMessage).offset;
     const now = this.o.clock();
 
-    const events: AppEvent[] = [];
-    const dead: DeadLetter[] = [];
-    for (const m of messages) {
-      const parsed = parseEvent(m.value ?? Buffer.alloc(0), this.o.limits, now);
-      if (parsed.ok) events.push(parsed.event);
-      else dead.push({ partition: m.partition, offset: m.offset, key: m.key ?? null, value: m.value, code: parsed.rejection.code, reason: parsed.rejection.message });
+    const { events, sources, dead } = decodeBatch(messages, this.o.limits, now);
+
+    const userIds = [...new Set(events.map((e) => e.userId))];
+    const loaded = await this.retry('load', lane, () => this.o.store.loadUsers(lane.partition, userIds));
+    if (!loaded) return;
+    const decide = this.o.decide ?? applyEvents;
+    // A valid event the step throws on (a bug, or data it does not handle) becomes a dead letter
+    // and the rest of the batch is applied. Without isolation the whole batch was dropped with
+    // a log line: no dead letter, and its good events lost for good once the lane's next batch
+    // moved the fence past them (or, were it the last batch, the partition stuck behind it).
+    const { result, poisoned } = isolatePoison(events, (subset) => decide(subset, loaded, lane.streamTime, now, this.o.spec));
+    if (poisoned.length > 0) {
+      for (const p of poisoned) {
+        dead.push(deadLetter(sources[p.index] as RawMessage, ErrorCodes.EVENT_POISON, `the state step threw ${describeFailure(p.error)}; the event was skipped. Replay it from the dead-letter topic once the bug is fixed.`));
+      }
+      dead.sort((a, b) => a.offset - b.offset);
+      this.o.logger.error(
+        { code: ErrorCodes.EVENT_POISON, partition: lane.partition, offsets: poisoned.map((p) => (sources[p.index] as RawMessage).offset), err: describeFailure(poisoned[0]?.error) },
+        'the state step threw on events of this batch; they go to the dead-letter topic and the rest of the batch is applied',
+      );
     }
     // Dead letters are acknowledged before the fence moves past them: a crash in between
     // re-reads the batch and sends them again (at least once) rather than losing them.
@@ -195,11 +260,6 @@ export class Lanes {
       if (!sent) return;
       for (const d of dead) metrics.eventsInvalid.inc({ code: d.code });
     }
-
-    const userIds = [...new Set(events.map((e) => e.userId))];
-    const loaded = await this.retry('load', lane, () => this.o.store.loadUsers(lane.partition, userIds));
-    if (!loaded) return;
-    const result = applyEvents(events, loaded, lane.streamTime, now, this.o.spec);
     const committed = await this.commit(lane, first, last, result);
     if (!committed) return;
     metrics.batchSize.observe(messages.length);
@@ -216,7 +276,18 @@ export class Lanes {
     const now = this.o.clock();
     const loaded = await this.retry('load', lane, () => this.o.store.loadUsers(lane.partition, userIds));
     if (!loaded) return;
-    const result = applyTimers(userIds, loaded, now, this.o.spec);
+    const decide = this.o.decideTimers ?? applyTimers;
+    const { result, poisoned } = isolatePoison(userIds, (subset) => decide(subset, loaded, now, this.o.spec));
+    // A user whose timer step throws keeps a timer, put off: left due, it would head every
+    // sweep's batch (oldest first) and fail it again, and the lane's other timers never fire.
+    for (const p of poisoned) result.timers.set(userIds[p.index] as string, now + TIMER_POISON_RETRY_MS);
+    if (poisoned.length > 0) {
+      this.o.metrics.timersPoisoned.inc(poisoned.length);
+      this.o.logger.error(
+        { code: ErrorCodes.TIMER_POISON, partition: lane.partition, users: poisoned.length, retryInMs: TIMER_POISON_RETRY_MS, err: describeFailure(poisoned[0]?.error) },
+        'the state step threw on due timers; those users\' timers are put off and the others fire',
+      );
+    }
     result.streamTime = lane.streamTime;
     if (await this.commit(lane, -1, -1, result)) this.o.metrics.timersFired.inc(result.stats.timersFired);
   }
@@ -267,3 +338,4 @@ export class Lanes {
     }
   }
 }
+

@@ -2,6 +2,7 @@ import type { Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics/pipeline-metrics.js';
 import type { LaneStore } from '../state/lane-store.js';
 import type { Lanes } from './lanes.js';
+import { settlesWithin } from './settles-within.js';
 
 export interface TimerSweepOptions {
   lanes: Lanes;
@@ -37,10 +38,11 @@ export class TimerSweep {
     this.timer.unref();
   }
 
-  async stop(): Promise<void> {
+  /** Stops sweeping; waits up to `waitMs` for a sweep under way (it may wait on a down Redis). */
+  async stop(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await this.sweeping;
+    if (this.sweeping) await settlesWithin(this.sweeping, waitMs);
   }
 
   /** One pass over the owned lanes; public so tests on virtual time can drive it. */

@@ -2,11 +2,22 @@ import kafka from '@confluentinc/kafka-javascript';
 import type { ConsumerGlobalConfig, LibrdKafkaError, Message, TopicPartition } from '@confluentinc/kafka-javascript';
 import { ErrorCodes, NudgeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { settlesWithin } from '../pipeline/settles-within.js';
 import type { PartitionBatch } from '../pipeline/types.js';
+import { committedOffsets, watermarks } from './broker-offsets.js';
+import { consumerLag } from './consumer-lag.js';
+import { resumeOffset, type CommittedOffset } from './resume-offset.js';
 
 export interface SourceListener {
-  /** Called in the rebalance callback; must not block. Work for the lane starts after it. */
-  onAssigned(partitions: number[]): void;
+  /**
+   * Called when partitions are assigned, before the source starts fetching them. May resolve
+   * with the offset each partition's state needs next (the lane's fence + 1, 0 when nothing
+   * was applied): the source then never starts past it (see `resumeOffset`). Fetching these
+   * partitions waits for it — a Redis that is down delays the assignment, which is the pause
+   * DESIGN §5 asks for (librdkafka keeps heartbeating meanwhile). Returning nothing starts at
+   * the group's committed offset.
+   */
+  onAssigned(partitions: number[]): Promise<ReadonlyMap<number, number>> | void;
   /** Called in the rebalance callback; in-flight work of these lanes is abandoned safely. */
   onRevoked(partitions: number[]): void;
   /** Resolves when the pipeline can take the batch; this await is the backpressure. */
@@ -24,11 +35,32 @@ export interface KafkaSourceOptions {
   /** Extra consumer properties (benchmarks, tests). */
   tuning?: Record<string, string | number | boolean>;
   logger: Logger;
+  /** Receives the consumer lag of assigned partitions, every `lagIntervalMs` (see `lag()`). */
+  lag?: ConsumerLagSink;
+  /**
+   * How often the lag is measured (one OffsetFetch plus one ListOffsets per assigned
+   * partition, one at a time).
+   * @default 5_000
+   */
+  lagIntervalMs?: number;
 }
 
-/** A method the binding has and its type declarations (1.10.1) lack. */
+/** Where per-partition lag goes (the engine passes a prom-client gauge behind this). */
+export interface ConsumerLagSink {
+  set(partition: number, lag: number): void;
+  /** The partition is no longer assigned here: drop its series. */
+  clear(partition: number): void;
+}
+
+/** How long a committed-offsets or watermarks request to the broker is waited for. */
+const BROKER_QUERY_TIMEOUT_MS = 5_000;
+
+/** Methods the binding has (lib/kafka-consumer.js) and its type declarations (1.10.1) lack. */
 type CooperativeConsumer = kafka.KafkaConsumer & {
   setDefaultIsTimeoutOnlyForFirstMessage(value: boolean): void;
+  rebalanceProtocol(): 'COOPERATIVE' | 'EAGER' | 'NONE';
+  incrementalAssign(assignments: TopicPartition[]): void;
+  incrementalUnassign(assignments: TopicPartition[]): void;
 };
 
 /**
@@ -41,19 +73,36 @@ type CooperativeConsumer = kafka.KafkaConsumer & {
  * `bench/consume-api.bench.ts` against the real broker (see the README's Performance section).
  *
  * Offsets: auto-commit is off. `commit()` is called by the pipeline after a batch's state is
- * committed in Redis, so the group offset never runs ahead of the state (Redis' fence is the
- * source of truth; the group offset only saves re-reading).
+ * committed in Redis, so the group offset does not run ahead of the state — unless Redis loses
+ * writes it had acknowledged, which assignment (below) repairs: Redis' fence is the source of
+ * truth, the group offset only saves re-reading.
  *
  * Memory: librdkafka's prefetch is capped (`queued.max.messages.kbytes`), otherwise a backlog
  * fills ~1 GB; and the loop does not call `consume` again until the pipeline accepted the last
  * batches, so a slow Redis stops reading instead of buffering.
+ *
+ * Assignment: the rebalance callback is ours, not the binding's default. It asks the listener
+ * where each partition's state stands and only then assigns the partitions, at that offset
+ * where the group's committed one is past it. Assigning at the right offset rather than
+ * seeking after the binding assigned means nothing is ever fetched from the wrong position:
+ * a seek races the messages already fetched (and the batch a `consume` call in flight returns),
+ * and one such message above the fence would be applied with a gap before it. librdkafka
+ * waits for the assign call (state WAIT_ASSIGN_CALL, heartbeats continue), as the binding's
+ * own KafkaJS layer relies on when it awaits a user's async rebalance listener.
  */
 export class KafkaSource {
   private readonly consumer: CooperativeConsumer;
   private running = false;
   private loop: Promise<void> | null = null;
   private readonly assigned = new Set<number>();
+  /** Partitions whose assignment waits for the listener, by the rebalance that assigned them. */
+  private readonly pendingAssign = new Map<number, number>();
+  private rebalances = 0;
+  private readonly assigning = new Set<Promise<void>>();
+  private stopRequested!: () => void;
+  private readonly stopping = new Promise<void>((resolve) => (this.stopRequested = resolve));
   private listener: SourceListener | null = null;
+  private lagTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: KafkaSourceOptions) {
     const config = {
@@ -68,15 +117,13 @@ export class KafkaSource {
       // ~1-2 s of traffic: enough to never starve, small enough to keep RSS flat on a backlog.
       'queued.max.messages.kbytes': 16_384,
       'queued.min.messages': 20_000,
-      // The binding assigns in its own rebalance callback (eager or cooperative as negotiated);
-      // we follow the 'rebalance' event to open and close lanes.
-      rebalance_cb: true,
       ...options.tuning,
+      // Ours: assignment waits for the lanes' fences (see the class comment).
+      rebalance_cb: (err: LibrdKafkaError, assignment: TopicPartition[]) => this.onRebalance(err, assignment),
     } as unknown as ConsumerGlobalConfig;
     // auto.offset.reset is a topic property: in the global config the binding ignores it and a
     // new group would start at the end, skipping everything produced before it joined.
     this.consumer = new kafka.KafkaConsumer(config, { 'auto.offset.reset': 'earliest' }) as CooperativeConsumer;
-    this.consumer.on('rebalance', (err: LibrdKafkaError, assignment: TopicPartition[]) => this.onRebalance(err, assignment));
     this.consumer.on('event.error', (err) => {
       options.logger.warn({ code: ErrorCodes.KAFKA_UNAVAILABLE, err: err.message }, 'kafka consumer error (librdkafka retries by itself)');
     });
@@ -104,6 +151,7 @@ export class KafkaSource {
     this.consumer.subscribe([this.options.topic]);
     this.running = true;
     this.loop = this.run();
+    if (this.options.lag) this.startLagGauge(this.options.lag);
   }
 
   assignedPartitions(): number[] {
@@ -125,45 +173,135 @@ export class KafkaSource {
     }
   }
 
-  /** Per-partition consumer lag from the broker's high watermark and our position. */
+  /**
+   * Consumer lag per assigned partition (see `consumerLag`): the broker's high watermark minus
+   * the group's committed offset, both asked of the broker. Not from librdkafka statistics:
+   * this binding serves statistics (like every event) only from inside `consume` calls, and the
+   * loop stops calling `consume` exactly when the pipeline falls behind — the gauge would
+   * freeze at its last value while the lag grows. Partitions are queried one at a time, so a
+   * broker that does not answer ties up one libuv worker, not the pool `consume` runs on.
+   * A partition whose figures did not arrive is left out.
+   */
   async lag(): Promise<Map<number, number>> {
     const out = new Map<number, number>();
-    const positions = this.consumer.position(this.assignedPartitions().map((partition) => ({ topic: this.options.topic, partition })));
-    await Promise.all(
-      positions.map(
-        (p) =>
-          new Promise<void>((resolve) => {
-            this.consumer.queryWatermarkOffsets(this.options.topic, p.partition, 5_000, (err, w) => {
-              if (!err && typeof p.offset === 'number' && p.offset >= 0) out.set(p.partition, Math.max(0, w.highOffset - p.offset));
-              resolve();
-            });
-          }),
-      ),
-    );
+    const partitions = this.assignedPartitions();
+    if (partitions.length === 0) return out;
+    const committed = await committedOffsets(this.consumer, this.options.topic, partitions, BROKER_QUERY_TIMEOUT_MS);
+    if (committed === null) return out;
+    for (const partition of partitions) {
+      const w = await watermarks(this.consumer, this.options.topic, partition, BROKER_QUERY_TIMEOUT_MS);
+      if (w !== null) out.set(partition, consumerLag(w, committed.get(partition)));
+    }
     return out;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops reading and leaves the group. `waitMs` bounds the wait for the consume loop, which
+   * sits in `onBatch` while the pipeline cannot take a batch (Redis down): past it the
+   * consumer disconnects anyway, and the batches not yet accepted are re-read by the next owner.
+   */
+  async stop(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.running = false;
-    await this.loop;
+    this.stopRequested();
+    if (this.lagTimer) clearInterval(this.lagTimer);
+    this.lagTimer = null;
+    await settlesWithin(Promise.all([this.loop, ...this.assigning]), waitMs);
     await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
+    for (const p of this.assigned) this.options.lag?.clear(p);
+    this.assigned.clear();
   }
 
   private onRebalance(err: LibrdKafkaError, assignment: TopicPartition[]): void {
     const partitions = assignment.map((tp) => tp.partition);
     try {
       if (err.code === kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS) {
-        for (const p of partitions) this.assigned.add(p);
-        this.listener?.onAssigned(partitions);
+        const rebalance = ++this.rebalances;
+        for (const p of partitions) this.pendingAssign.set(p, rebalance);
+        const done = this.assignFromState(partitions, rebalance).finally(() => this.assigning.delete(done));
+        this.assigning.add(done);
       } else if (err.code === kafka.CODES.ERRORS.ERR__REVOKE_PARTITIONS) {
-        for (const p of partitions) this.assigned.delete(p);
+        for (const p of partitions) {
+          this.assigned.delete(p);
+          this.pendingAssign.delete(p);
+          this.options.lag?.clear(p);
+        }
         this.listener?.onRevoked(partitions);
+        this.unassign(assignment);
       } else {
         this.options.logger.warn({ err: err.message }, 'unexpected rebalance event');
       }
     } catch (e) {
       this.options.logger.error({ err: (e as Error).message }, 'rebalance handling failed');
     }
+  }
+
+  /** Asks the listener where the partitions' state stands, then assigns them there. */
+  private async assignFromState(partitions: number[], rebalance: number): Promise<void> {
+    let needed: ReadonlyMap<number, number> = new Map();
+    try {
+      const answer = this.listener?.onAssigned(partitions);
+      // A stop does not wait for a claim stuck on a down Redis: the partitions are assigned
+      // as they are, and no lane will process them.
+      if (answer) needed = (await Promise.race([answer, this.stopping.then(() => null)])) ?? new Map();
+    } catch (e) {
+      this.options.logger.error({ partitions, err: (e as Error).message }, 'opening lanes failed; partitions start at the committed offset');
+    }
+    const committed = needed.size > 0 && this.running ? await this.committedAtAssignment([...needed.keys()]) : new Map<number, CommittedOffset>();
+    // Revoked while the lanes were claimed (an assignment lost): not ours to assign any more.
+    const still = partitions.filter((p) => this.pendingAssign.get(p) === rebalance);
+    for (const p of still) this.pendingAssign.delete(p);
+    // Assign even an empty list: librdkafka waits for the call after every assignment event
+    // (cooperative rebalances deliver empty ones), and the group's next step waits with it.
+    const toppars: TopicPartition[] = still.map((partition) => {
+      const offset = resumeOffset(needed.get(partition), committed.get(partition) ?? 'none');
+      if (offset !== undefined) {
+        this.options.logger.warn(
+          { partition, resumeAt: offset, fenceNext: needed.get(partition), committed: committed.get(partition) },
+          'the group\'s committed offset is past what Redis has applied (Redis restored from an older state?); reading again from Redis\' fence',
+        );
+        return { topic: this.options.topic, partition, offset };
+      }
+      return { topic: this.options.topic, partition };
+    });
+    try {
+      if (this.consumer.rebalanceProtocol() === 'COOPERATIVE') this.consumer.incrementalAssign(toppars);
+      else this.consumer.assign(toppars);
+      for (const p of still) this.assigned.add(p);
+    } catch (e) {
+      // Disconnected meanwhile (a stop): nothing to assign any more.
+      if (this.consumer.isConnected()) this.options.logger.error({ partitions: still, err: (e as Error).message }, 'assigning partitions failed');
+    }
+  }
+
+  private async committedAtAssignment(partitions: number[]): Promise<Map<number, CommittedOffset>> {
+    const fetched = await committedOffsets(this.consumer, this.options.topic, partitions, BROKER_QUERY_TIMEOUT_MS);
+    if (fetched === null) this.options.logger.warn({ partitions }, 'could not fetch the group\'s committed offsets; the partitions start at Redis\' fence');
+    return new Map(partitions.map((p) => [p, fetched === null ? 'unknown' : (fetched.get(p) ?? 'none')]));
+  }
+
+  private unassign(assignment: TopicPartition[]): void {
+    try {
+      if (this.consumer.rebalanceProtocol() === 'COOPERATIVE') this.consumer.incrementalUnassign(assignment);
+      else this.consumer.unassign();
+    } catch (e) {
+      if (this.consumer.isConnected()) this.options.logger.error({ err: (e as Error).message }, 'unassigning partitions failed');
+    }
+  }
+
+  private startLagGauge(sink: ConsumerLagSink): void {
+    let measuring = false;
+    this.lagTimer = setInterval(() => {
+      if (measuring) return; // a broker slow to answer: skip a tick rather than pile up queries
+      measuring = true;
+      this.lag()
+        .then((lags) => {
+          // Revoked while measuring: its series was cleared and must stay so.
+          for (const [partition, lag] of lags) if (this.assigned.has(partition)) sink.set(partition, lag);
+        })
+        .catch((err: unknown) => this.options.logger.debug({ err: (err as Error).message }, 'consumer lag not measured'))
+        .finally(() => (measuring = false));
+    }, this.options.lagIntervalMs ?? 5_000);
+    this.lagTimer.unref();
   }
 
   private async run(): Promise<void> {
@@ -191,3 +329,4 @@ export class KafkaSource {
     }
   }
 }
+
