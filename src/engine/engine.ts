@@ -20,6 +20,8 @@ import { OpsServer } from '../http/ops-server.js';
 import { registerQueryRoutes } from '../http/query-routes.js';
 import { registerIngestRoute } from '../http/ingest-route.js';
 import { assertRedisSafe } from './redis-guard.js';
+import { TouchDelivery } from './touch-delivery.js';
+import { journeyStats } from '../state/journey-stats.js';
 
 export interface EngineOptions {
   config: NudgeConfig;
@@ -46,6 +48,8 @@ export interface EngineOptions {
    */
   lagIntervalMs?: number;
   /** The pure state steps; seams for tests (see LanesOptions). @default applyEvents / applyTimers */
+  /** Run the touch delivery workers in this process too (`nudge run`: yes; tests: as needed). */
+  workers?: boolean;
   decide?: LanesOptions['decide'];
   decideTimers?: LanesOptions['decideTimers'];
 }
@@ -68,6 +72,8 @@ export class Engine {
   private ops: OpsServer | null = null;
   private started = false;
   opsUrl: string | null = null;
+  /** The outbox relay and workers; null when no journey is configured. */
+  readonly delivery: TouchDelivery | null;
 
   constructor(private readonly o: EngineOptions) {
     const { config, logger } = o;
@@ -93,8 +99,24 @@ export class Engine {
       ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
       ...(o.lagIntervalMs !== undefined ? { lagIntervalMs: o.lagIntervalMs } : {}),
     });
+    const rules = o.spec.rules;
+    this.delivery =
+      rules !== undefined && rules.journeys.length > 0
+        ? new TouchDelivery({
+            config,
+            rules,
+            logger,
+            registry: o.registry,
+            queries: this.queries,
+            outboxKeys: () => this.lanes.ownedPartitions().map((p) => store.keys(p).outbox),
+            relay: true,
+            workers: o.workers ?? true,
+            clock,
+          })
+        : null;
     this.lanes = new Lanes({
       store,
+      onTouches: () => this.delivery?.wake(),
       spec: o.spec,
       limits: this.limits(),
       dlq,
@@ -143,7 +165,10 @@ export class Engine {
           { name: 'assigned', check: () => this.lanes.ownedPartitions().length > 0 },
         ],
       });
-      registerQueryRoutes(this.ops, this.queries, { clock: this.o.clock ?? Date.now, reportingTimeZone: this.o.spec.reportingTimeZone, metrics: this.o.spec.metrics.map((m) => m.name), breakdowns: this.o.spec.breakdowns.map((b) => b.name) });
+      registerQueryRoutes(this.ops, this.queries, { clock: this.o.clock ?? Date.now, reportingTimeZone: this.o.spec.reportingTimeZone, metrics: this.o.spec.metrics.map((m) => m.name), breakdowns: this.o.spec.breakdowns.map((b) => b.name),
+        journeys: (this.o.spec.rules?.journeys ?? []).map((j) => ({ id: j.id, description: j.description, priority: j.priority })),
+        journeyStats: (id) => journeyStats(this.redis, config.redis.keyPrefix, config.kafka.topic, id),
+      });
       registerIngestRoute(this.ops, this.producer, { topic: config.kafka.topic, limits: this.limits(), clock: Date.now });
       this.opsUrl = (await this.ops.listen()).url;
       logger.info({ url: this.opsUrl }, 'ops API listening');
@@ -160,6 +185,7 @@ export class Engine {
       onBatch: (batch) => this.lanes.submit(batch),
     });
     this.sweep.start();
+    this.delivery?.start();
     this.started = true;
     logger.info({ topic: config.kafka.topic, group: config.kafka.groupId }, 'engine started');
   }
@@ -201,6 +227,8 @@ export class Engine {
     await this.sweep.stop(left());
     let clean = await settlesWithin(this.source.stop(left()), left());
     clean = (await this.lanes.close(left())) && clean;
+    // After the lanes: the relay moves what their last commits wrote, if it can.
+    clean = (await settlesWithin(this.delivery?.stop() ?? Promise.resolve(), left())) && clean;
     clean = (await settlesWithin(this.producer.disconnect(), left())) && clean;
     await settlesWithin(this.ops?.close() ?? Promise.resolve(), left());
     if (!(await settlesWithin(this.redis.quit(), clean ? Math.max(left(), 1_000) : 0))) {

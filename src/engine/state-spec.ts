@@ -1,9 +1,10 @@
 import type { NudgeConfig } from '../config/schema.js';
+import { compileRules } from '../rules/compile-rules.js';
 import type { EventFilter, StateSpec } from '../state/spec.js';
 
 type Match = NudgeConfig['behaviour']['counters'][number]['match'];
 
-/** Compiles the config's activity, lifecycle and behaviour sections for the state step. */
+/** Compiles the config's activity, lifecycle, behaviour and journey sections for the state step. */
 export function compileStateSpec(config: NudgeConfig): StateSpec {
   return {
     reportingTimeZone: config.time.reportingTimeZone,
@@ -27,6 +28,7 @@ export function compileStateSpec(config: NudgeConfig): StateSpec {
       values: b.values === undefined ? null : new Set(b.values),
       maxValues: b.maxValues,
     })),
+    rules: compileRules(config),
   };
 }
 

@@ -2,6 +2,7 @@ import type { StateQueries } from '../state/queries.js';
 import type { ActivityWindow } from '../state/activity.js';
 import { dayNumber, formatDay, parseDay } from '../time/calendar.js';
 import type { OpsServer } from './ops-server.js';
+import type { JourneyStats } from '../state/journey-stats.js';
 
 const WINDOWS: readonly ActivityWindow[] = ['dau', 'wau', 'mau', 'week', 'month'];
 
@@ -11,6 +12,9 @@ export interface QueryRouteOptions {
   metrics: string[];
   /** Configured breakdown names (`by=`). */
   breakdowns: string[];
+  /** Configured journeys, and how to read one's stats. */
+  journeys?: Array<{ id: string; description: string; priority: number }>;
+  journeyStats?: (journeyId: string) => Promise<JourneyStats>;
 }
 
 /** `GET /v1/active`, `/v1/visit-gaps`, `/v1/users/{userId}` and `/v1/stages` (DESIGN §2.3). */
@@ -56,4 +60,15 @@ export function registerQueryRoutes(server: OpsServer, queries: StateQueries, o:
   });
 
   server.route('GET', '/v1/stages', async () => ({ status: 200, body: await queries.stageCounts() }));
+
+  server.route('GET', '/v1/journeys', async () => ({ status: 200, body: { journeys: o.journeys ?? [] } }));
+
+  server.route('GET', '/v1/journeys/:journeyId/stats', async (_req, params) => {
+    const id = params.journeyId ?? '';
+    const known = o.journeys ?? [];
+    if (!known.some((j) => j.id === id) || o.journeyStats === undefined) {
+      return { status: 404, body: { error: `no journey "${id.slice(0, 64)}"; configured: ${known.map((j) => j.id).join(', ') || 'none (add journeys to the config)'}` } };
+    }
+    return { status: 200, body: await o.journeyStats(id) };
+  });
 }

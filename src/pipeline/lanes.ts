@@ -26,6 +26,8 @@ export interface LanesOptions {
   maxInFlight?: number;
   /** Called after each committed batch with its lifecycle transitions (journeys use them). */
   onTransitions?: (partition: number, transitions: Transition[]) => void;
+  /** Called after a committed batch wrote touches to its outbox: the relay moves them now. */
+  onTouches?: (partition: number, count: number) => void;
   /**
    * The pure state step for events. A seam for tests that need a step which throws on chosen
    * events (poison isolation); production uses the default.
@@ -313,6 +315,7 @@ export class Lanes {
     lane.streamTime = Math.max(lane.streamTime, result.streamTime);
     for (const t of result.transitions) this.o.metrics.transitions.inc({ to: t.to });
     if (result.transitions.length > 0) this.o.onTransitions?.(lane.partition, result.transitions);
+    if (result.outbox.length > 0) this.o.onTouches?.(lane.partition, result.outbox.length);
     return true;
   }
 

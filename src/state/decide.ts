@@ -5,6 +5,7 @@ import { breakdownKey, breakdownValue, markHllSeen } from './breakdown.js';
 import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
 import { matches, STATE_BOUNDS, type StateSpec } from './spec.js';
 import type { OutboxEntry } from '../touches/outbox-entry.js';
+import { factsOf, recordActiveHour, runJourneys, type JourneyEffects } from './journey-step.js';
 import type { UserState } from './user-state.js';
 
 /**
@@ -89,6 +90,7 @@ export function applyEvents(
   spec: StateSpec,
 ): StepResult {
   const result = emptyResult(streamTime);
+  const rules = spec.rules !== undefined && spec.rules.journeys.length > 0 ? spec.rules : null;
   for (const e of events) {
     const owned = result.states.get(e.userId);
     const state = owned ?? loaded.get(e.userId);
@@ -109,9 +111,15 @@ export function applyEvents(
       // the wall clock, must not make the rest of a replayed partition late.
       result.streamTime = t;
     }
+    const before = rules !== null && state !== undefined ? factsOf(state, now, spec) : null;
     // The first event of a user in the batch copies the loaded state; later ones update the copy.
     const next = applyOne(owned ?? (state === undefined ? undefined : structuredCloneState(state)), e, t, spec, result);
     result.states.set(e.userId, next);
+    if (rules !== null) {
+      recordActiveHour(next, t, spec.reportingTimeZone);
+      const applied = t === e.timeMs ? e : { ...e, timeMs: t };
+      mergeJourneys(result, e.userId, runJourneys(rules, e.userId, next, before, applied, now, spec));
+    }
     result.stats.applied++;
   }
   return result;
@@ -232,6 +240,7 @@ export function applyTimers(
   spec: StateSpec,
 ): StepResult {
   const result = emptyResult(0);
+  const rules = spec.rules !== undefined && spec.rules.journeys.length > 0 ? spec.rules : null;
   for (const userId of userIds) {
     const prior = loaded.get(userId);
     if (prior === undefined) {
@@ -240,7 +249,10 @@ export function applyTimers(
     }
     const s = structuredCloneState(prior);
     result.stats.timersFired++;
+    const before = rules !== null ? factsOf(s, now, spec) : null;
     recordStage(s, userId, now, spec, result);
+    // Journey timers (absence deadlines, inactivity, later steps) share the user's one timer.
+    if (rules !== null) mergeJourneys(result, userId, runJourneys(rules, userId, s, before, null, now, spec));
     result.states.set(userId, s);
   }
   return result;
@@ -257,6 +269,16 @@ function recordStage(s: UserState, userId: string, t: number, spec: StateSpec, o
     s.stageSince = at.since;
   }
   out.timers.set(userId, nextTransitionAt(s, t, spec.lifecycle));
+}
+
+/** Adds a journey decision's outbox entries and counters; the user's timer is the earlier one. */
+function mergeJourneys(out: StepResult, userId: string, j: JourneyEffects): void {
+  out.outbox.push(...j.outbox);
+  for (const [hash, field, delta] of j.counters) bump(out.counters, hash, field, delta);
+  if (j.nextDueAt !== null) {
+    const lifecycle = out.timers.get(userId) ?? null;
+    out.timers.set(userId, lifecycle === null ? j.nextDueAt : Math.min(lifecycle, j.nextDueAt));
+  }
 }
 
 function emptyResult(streamTime: number): StepResult {
@@ -308,18 +330,4 @@ function structuredCloneState(s: UserState): UserState {
     ...(s.bActive !== undefined ? { bActive: { ...s.bActive } } : {}),
     ...(s.hllSeen !== undefined ? { hllSeen: { ...s.hllSeen } } : {}),
   };
-}
-
-/** Sum of a windowed sum as of `t`: the buckets that overlap (t - window, t]. */
-export function windowSum(buckets: ReadonlyArray<[number, number]>, t: number, windowMs: number, bucketMs: number): number {
-  let total = 0;
-  for (const [b, v] of buckets) if (b + bucketMs > t - windowMs && b <= t) total += v;
-  return total;
-}
-
-/** Matching events counted by a counter within `withinMs` before `t` (exact up to its `keep`). */
-export function counterWithin(times: readonly number[], t: number, withinMs: number): number {
-  let n = 0;
-  for (const x of times) if (x > t - withinMs && x <= t) n++;
-  return n;
 }

@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import { dayNumber, formatDay, isoWeekStart, monthIndex, monthRange } from '../time/calendar.js';
 import { GAP_BUCKETS, type ActivityWindow, type GapBucket } from './activity.js';
-import { counterWithin, CounterHash, windowSum } from './decide.js';
+import { CounterHash } from './decide.js';
+import { counterWithin, windowSum } from './windows.js';
 import { exactValues } from './breakdown.js';
 import { laneKeys, lanesKey, type LaneKeys } from './keys.js';
 import { STAGES, stageAt, type Stage } from './lifecycle.js';

@@ -1,4 +1,5 @@
 import type { AppEvent } from '../contract/event.js';
+import type { RulesSpec } from '../rules/rules-spec.js';
 
 /**
  * What the state step keeps, compiled once from the config. Pure data: the decide functions
@@ -20,6 +21,8 @@ export interface StateSpec {
   traitKeys: string[];
   /** Splits of every metric's counts by channel or a trait (DESIGN §4). */
   breakdowns: BreakdownSpec[];
+  /** Journeys and the policy gate, compiled; absent or empty = no journeys. */
+  rules?: RulesSpec;
 }
 
 /**

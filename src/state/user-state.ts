@@ -1,3 +1,4 @@
+import type { JourneyUserState } from '../rules/journey-state.js';
 import type { Stage } from './lifecycle.js';
 
 /**
@@ -27,6 +28,10 @@ export interface UserState {
   bActive?: Record<string, number[]>;
   /** HyperLogLog breakdowns: the day the user was last added per "metric/breakdown/value". */
   hllSeen?: Record<string, number>;
+  /** Journeys: entries, waits (timers), touch history, consent (rules/journey-state.ts). */
+  journeys?: JourneyUserState;
+  /** Events per local hour of day (24 counts, user's zone): the usual active hour for sends. */
+  hours?: number[];
   /** The latest event ids, newest last: a producer's retry of a recent event is a no-op. */
   recentIds: string[];
 }

@@ -8,6 +8,8 @@
  * Per namespace (delivery side, one key per operation, so any slot):
  *   nudge:touches:sent:<touchId>             send ledger (string: sending|sent|ambiguous, with TTL)
  *   nudge:touches:disabled                   endpoints disabled by 410 Gone (hash: endpoint -> JSON)
+ *   {nudge:touches:budget:<journey>}         a journey's spend: total and per day (hash)
+ *   {nudge:touches:budget:<journey>}:r:<touchId>   a touch's reservation against it (string, TTL)
  *   {nudge:touches:rate:<channel>}           the channel's next free send slot (GCRA theoretical arrival time)
  *   {nudge:touches:rate:<channel>}:r:<touchId>:<attempt>   the slot reserved by one attempt
  * BullMQ's own keys live under its prefix (`bull:nudge-touches:*` by default).
@@ -32,6 +34,9 @@ export function outboxRejectsKey(outbox: string): string {
 
 export interface TouchKeys {
   ledger(touchId: string): string;
+  /** A journey's budget spend (hash) and the per-touch reservations beside it (one slot). */
+  budget(journeyId: string): string;
+  budgetReservation(journeyId: string, touchId: string): string;
   disabledEndpoints: string;
   rate(channel: string): string;
   rateReservation(channel: string, touchId: string, attempt: number): string;
@@ -42,6 +47,8 @@ export function touchKeys(namespace: string): TouchKeys {
   const rateTag = (channel: string) => `{${base}:rate:${channel}}`;
   return {
     ledger: (touchId) => `${base}:sent:${touchId}`,
+    budget: (journeyId) => `{${base}:budget:${journeyId}}`,
+    budgetReservation: (journeyId, touchId) => `{${base}:budget:${journeyId}}:r:${touchId}`,
     disabledEndpoints: `${base}:disabled`,
     rate: rateTag,
     rateReservation: (channel, touchId, attempt) => `${rateTag(channel)}:r:${touchId}:${attempt}`,

@@ -10,6 +10,7 @@ export interface TouchScripts {
   nudgeBeginSend(ledger: string, leaseMs: number, ttlMs: number, owner: string): Promise<[number, string]>;
   nudgeReleaseSend(ledger: string, lease: string): Promise<number>;
   nudgeReserveSendSlot(next: string, reservation: string, intervalMs: number, keepMs: number): Promise<number>;
+  nudgeReserveBudget(budget: string, reservation: string, cost: number, total: string | number, perDay: string | number, day: number, keepMs: number): Promise<number>;
 }
 
 const SCRIPTS: Array<[keyof TouchScripts, string]> = [
@@ -17,6 +18,7 @@ const SCRIPTS: Array<[keyof TouchScripts, string]> = [
   ['nudgeBeginSend', 'beginSend-1'],
   ['nudgeReleaseSend', 'releaseSend-1'],
   ['nudgeReserveSendSlot', 'reserveSendSlot-2'],
+  ['nudgeReserveBudget', 'reserveBudget-2'],
 ];
 
 const sources = new Map<string, string>();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AppEvent } from '../../src/contract/event.js';
-import { applyEvents, applyTimers, counterWithin, windowSum } from '../../src/state/decide.js';
+import { applyEvents, applyTimers } from '../../src/state/decide.js';
+import { counterWithin, windowSum } from '../../src/state/windows.js';
 import type { StateSpec } from '../../src/state/spec.js';
 import type { UserState } from '../../src/state/user-state.js';
 

@@ -1,0 +1,94 @@
+import type { Redis } from 'ioredis';
+import { laneKeys, lanesKey } from './keys.js';
+import { journeyHash } from './journey-step.js';
+import { liftOf, rateOf, type Lift } from './lift.js';
+
+export interface GroupStats {
+  users: number;
+  conversions: number;
+  conversionRate: number;
+}
+
+export interface JourneyStats {
+  journeyId: string;
+  /** Touch decisions by outcome: send, defer, suppress, holdout. */
+  decisions: Record<string, number>;
+  /** Every decision's reason code, counted. */
+  reasons: Record<string, number>;
+  /** Triggers that did not enter the journey, by reason (re-entry, conditions, stale...). */
+  skipped: Record<string, number>;
+  cancelled: Record<string, number>;
+  lateFollowUps: number;
+  /** Cost of the touches decided (the budget is charged at send time). */
+  cost: number;
+  /** Intent to treat: users by the group they were assigned on entry, delivered or not. */
+  variants: Record<string, GroupStats>;
+  holdout: GroupStats;
+  globalHoldout: GroupStats;
+  /** All variants together against the journey's holdout. */
+  lift: Lift | null;
+}
+
+/**
+ * Reads a journey's counters from every lane (they are committed with the state, so they are
+ * exactly once) and derives rates and lift.
+ */
+export async function journeyStats(redis: Redis, namespace: string, topic: string, journeyId: string): Promise<JourneyStats> {
+  const lanes = (await redis.smembers(lanesKey(namespace, topic))).map(Number);
+  const pipeline = redis.pipeline();
+  for (const p of lanes) pipeline.hgetall(laneKeys(namespace, topic, p).hash(journeyHash(journeyId)));
+  const totals = new Map<string, number>();
+  for (const [err, v] of (await pipeline.exec()) ?? []) {
+    if (err) throw err;
+    for (const [field, n] of Object.entries(v as Record<string, string>)) totals.set(field, (totals.get(field) ?? 0) + Number(n));
+  }
+  return statsFromCounters(journeyId, totals);
+}
+
+/** Pure: the stats of a journey from its summed counter fields. */
+export function statsFromCounters(journeyId: string, totals: ReadonlyMap<string, number>): JourneyStats {
+  const pick = (prefix: string): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const [field, n] of totals) if (field.startsWith(prefix)) out[field.slice(prefix.length)] = n;
+    return out;
+  };
+  const entered = pick('entered:');
+  const converted = pick('converted:');
+  const groups = new Map<string, { group: string; variant: string; users: number; conversions: number }>();
+  for (const [key, n] of Object.entries(entered)) groupOf(groups, key).users += n;
+  for (const [key, n] of Object.entries(converted)) groupOf(groups, key).conversions += n;
+  const stats = (users: number, conversions: number): GroupStats => ({ users, conversions, conversionRate: rateOf({ users, conversions }) });
+  const variants: Record<string, GroupStats> = {};
+  let treated = { users: 0, conversions: 0 };
+  let holdout = { users: 0, conversions: 0 };
+  let global = { users: 0, conversions: 0 };
+  for (const g of groups.values()) {
+    if (g.group === 'variant') {
+      variants[g.variant === '' ? 'default' : g.variant] = stats(g.users, g.conversions);
+      treated = { users: treated.users + g.users, conversions: treated.conversions + g.conversions };
+    } else if (g.group === 'holdout') holdout = { users: holdout.users + g.users, conversions: holdout.conversions + g.conversions };
+    else global = { users: global.users + g.users, conversions: global.conversions + g.conversions };
+  }
+  return {
+    journeyId,
+    decisions: pick('outcome:'),
+    reasons: pick('reason:'),
+    skipped: pick('skipped:'),
+    cancelled: pick('cancelled:'),
+    lateFollowUps: totals.get('late_follow_up') ?? 0,
+    cost: totals.get('cost') ?? 0,
+    variants,
+    holdout: stats(holdout.users, holdout.conversions),
+    globalHoldout: stats(global.users, global.conversions),
+    lift: liftOf(treated, holdout),
+  };
+}
+
+function groupOf(groups: Map<string, { group: string; variant: string; users: number; conversions: number }>, key: string) {
+  const i = key.indexOf(':');
+  const group = i < 0 ? key : key.slice(0, i);
+  const variant = i < 0 ? '' : key.slice(i + 1);
+  let g = groups.get(key);
+  if (g === undefined) groups.set(key, (g = { group, variant, users: 0, conversions: 0 }));
+  return g;
+}
