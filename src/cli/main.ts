@@ -13,6 +13,7 @@ import { runLoadgen } from '../tools/loadgen/run-loadgen.js';
 import { progressLine } from './progress.js';
 import { Redis } from 'ioredis';
 import { Engine } from '../engine/engine.js';
+import { TouchDelivery } from '../engine/touch-delivery.js';
 import { compileStateSpec } from '../engine/state-spec.js';
 import { createLogger } from '../log.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
@@ -27,8 +28,10 @@ Usage: nudge <command> [options]
 Commands:
   demo                     run everything on the embedded default (npm start)      [not yet]
   run [--config FILE]      run the engine: Kafka -> per-user state and activity counts in Redis,
-                           the timer sweep and the ops API (delivery workers arrive with journeys)
-  worker [--config FILE]   run delivery workers only                                [not yet]
+                           journeys and their touches (relay and delivery workers), the timer
+                           sweep and the ops API
+  worker [--config FILE]   run delivery workers only (scale sends apart from the engine)
+        --failed             list touches that ran out of attempts, then exit
   stats [--day YYYY-MM-DD] DAU/WAU/MAU, week and month counts, new users and lifecycle stages
   user USER_ID             one user's state as the engine keeps it (JSON)
   produce [FILE|-]         read JSON lines (a file, or stdin) and produce protobuf events
@@ -75,8 +78,9 @@ export async function main(argv: string[]): Promise<number> {
         return await statsCommand(rest);
       case 'user':
         return await userCommand(rest);
-      case 'demo':
       case 'worker':
+        return await workerCommand(rest);
+      case 'demo':
         return notYet(command);
       default:
         throw usage(`unknown command "${command}". Commands: demo, run, worker, produce, loadgen, check-config, stats, user.`);
@@ -96,7 +100,7 @@ function notYet(command: string): number {
   };
   process.stderr.write(
     `nudge ${command}: not available yet in this version of Nudge.\n${plan[command] ?? ''}\n` +
-      `What works today: 'nudge run', 'nudge produce', 'nudge loadgen', 'nudge stats', 'nudge user', 'nudge check-config', 'npm run services' and 'npm test'. See README.md.\n`,
+      `What works today: 'nudge run', 'nudge worker', 'nudge produce', 'nudge loadgen', 'nudge stats', 'nudge user', 'nudge check-config', 'npm run services' and 'npm test'. See README.md.\n`,
   );
   return 3;
 }
@@ -244,6 +248,51 @@ async function runCommand(args: string[]): Promise<number> {
   process.stderr.write('nudge run: stopping (in-flight batches finish and commit)...\n');
   await engine.stop();
   return 0;
+}
+
+/**
+ * Delivery workers only (DESIGN §2.4): more of them scale sends without more consumers. The
+ * relay stays with the engine that owns the lanes; workers take jobs from the queue.
+ */
+async function workerCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, failed: { type: 'boolean', default: false } } });
+  const config = configFor(values.config);
+  const spec = compileStateSpec(config);
+  if (spec.rules === undefined || spec.rules.journeys.length === 0) {
+    process.stderr.write('nudge worker: the config has no journeys, so there is nothing to deliver. Add journeys (docs/config.md) and start again.\n');
+    return 1;
+  }
+  const logger = createLogger({ level: config.log.level, name: 'worker' });
+  const { url, options } = ioredisOptions(config.redis);
+  const redis = new Redis(url, options);
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error; retrying'));
+  const delivery = new TouchDelivery({
+    config,
+    rules: spec.rules,
+    logger,
+    registry: createMetricsRegistry(),
+    queries: new StateQueries(redis, config.redis.keyPrefix, config.kafka.topic, spec),
+    outboxKeys: () => [],
+    relay: false,
+    workers: !values.failed,
+  });
+  try {
+    if (values.failed) {
+      const failed = await delivery.failed();
+      process.stdout.write(failed.length === 0 ? 'no failed touches\n' : `${failed.map((f) => JSON.stringify(f)).join('\n')}\n`);
+      return 0;
+    }
+    delivery.start();
+    process.stderr.write(`nudge worker: delivering touches from queue ${config.touches.queue}. Ctrl-C stops (a send in progress finishes).\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    });
+    return 0;
+  } finally {
+    await delivery.stop();
+    redis.disconnect();
+  }
 }
 
 async function withQueries<T>(configFlag: string | undefined, fn: (q: StateQueries, config: NudgeConfig) => Promise<T>): Promise<T> {

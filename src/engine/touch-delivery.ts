@@ -11,6 +11,7 @@ import type { ChannelAdapter, RecheckFn } from '../touches/channel-adapter.js';
 import { DisabledEndpoints } from '../touches/channels/disabled-endpoints.js';
 import { LogAdapter } from '../touches/channels/log-adapter.js';
 import { WebhookAdapter } from '../touches/channels/webhook-adapter.js';
+import { listFailedTouches, type FailedTouch } from '../touches/failed-touches.js';
 import { OutboxRelay } from '../touches/outbox-relay.js';
 import { watchTouchQueue } from '../touches/queue-gauges.js';
 import { openTouchQueue, type TouchQueue } from '../touches/touch-queue.js';
@@ -90,6 +91,11 @@ export class TouchDelivery {
       });
       this.stopGauges = watchTouchQueue(this.queue, this.metrics);
     }
+  }
+
+  /** The failed-job view: the latest touches that ran out of attempts (no personal data). */
+  failed(limit = 100): Promise<FailedTouch[]> {
+    return listFailedTouches(this.queue, { start: 0, end: limit - 1 });
   }
 
   /** Called after a commit that wrote touches: relay them now rather than at the next poll. */

@@ -15,6 +15,8 @@ export interface QueryRouteOptions {
   /** Configured journeys, and how to read one's stats. */
   journeys?: Array<{ id: string; description: string; priority: number }>;
   journeyStats?: (journeyId: string) => Promise<JourneyStats>;
+  /** The failed-touch view of the delivery queue. */
+  failedTouches?: () => Promise<unknown[]>;
 }
 
 /** `GET /v1/active`, `/v1/visit-gaps`, `/v1/users/{userId}` and `/v1/stages` (DESIGN §2.3). */
@@ -60,6 +62,11 @@ export function registerQueryRoutes(server: OpsServer, queries: StateQueries, o:
   });
 
   server.route('GET', '/v1/stages', async () => ({ status: 200, body: await queries.stageCounts() }));
+
+  server.route('GET', '/v1/touches/failed', async () => {
+    if (o.failedTouches === undefined) return { status: 404, body: { error: 'no journeys are configured, so there is no touch queue' } };
+    return { status: 200, body: { failed: await o.failedTouches() } };
+  });
 
   server.route('GET', '/v1/journeys', async () => ({ status: 200, body: { journeys: o.journeys ?? [] } }));
 

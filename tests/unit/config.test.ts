@@ -74,11 +74,19 @@ const DEFAULTS = {
 describe('loadConfig: valid files', () => {
   it('loads the shipped config/nudge.yaml: the defaults with the Asia/Shanghai reporting zone', () => {
     const cfg = loadConfig({ file: SHIPPED, env: {} });
-    const { behaviour, ...rest } = cfg;
-    const { behaviour: _defaultBehaviour, ...defaults } = DEFAULTS;
+    const { behaviour, journeys, policy, touches, ...rest } = cfg;
+    const { behaviour: _b, journeys: _j, policy: _p, touches: _t, ...defaults } = DEFAULTS;
     expect(rest).toEqual({ ...defaults, time: { ...DEFAULTS.time, reportingTimeZone: 'Asia/Shanghai' } });
+    // The banking playbook (DOMAIN.md), issue 4 item 7: every journey it names, with caps,
+    // quiet hours 22:00-08:00 and a 10% holdout on the marketing journeys.
+    expect(journeys.map((j) => j.id).sort()).toEqual(
+      ['checkin-3', 'checkin-7', 'fund-interest', 'high-value-rm', 'loan-interest', 'referral-reward', 'salary-autoinvest', 'transfer-abandoned', 'win-back'].sort(),
+    );
+    expect(policy.caps.length).toBeGreaterThan(0);
+    expect(policy.quietHours).toMatchObject({ from: 22 * 60, to: 8 * 60, action: 'defer' });
+    expect(Object.keys(touches.channels).sort()).toEqual(['in_app', 'push', 'rm_task', 'sms']);
     // The banking playbook's behaviour windows (DOMAIN.md): page interest, transfers, check-ins.
-    expect(behaviour.counters.map((c) => c.name)).toEqual(['loan_views', 'fund_views']);
+    expect(behaviour.counters.map((c) => c.name)).toEqual(['loan_views', 'fund_views', 'loan_applications']);
     expect(behaviour.sums.map((c) => c.name)).toEqual(['transfers_30d']);
     expect(behaviour.streaks.map((c) => c.name)).toEqual(['checkin']);
   });
