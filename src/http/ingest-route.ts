@@ -26,7 +26,10 @@ export function registerIngestRoute(server: OpsServer, producer: EventProducer, 
   const maxEvents = o.maxEvents ?? 1_000;
   server.route('POST', '/v1/events', async (req) => {
     const body = await readBody(req, maxBody);
-    if (body === null) return { status: 413, body: { error: `request body over ${maxBody} bytes; send fewer events per request` } };
+    // Closed after the answer: the rest of an oversized body is never read, and a keep-alive
+    // connection left with it unread would swallow the client's next request (regression:
+    // tests/integration/http-ingest.test.ts, the chunked 413).
+    if (body === null) return { status: 413, headers: { connection: 'close' }, body: { error: `request body over ${maxBody} bytes; send fewer events per request` } };
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8'));
