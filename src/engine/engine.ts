@@ -50,6 +50,11 @@ export interface EngineOptions {
   /** The pure state steps; seams for tests (see LanesOptions). @default applyEvents / applyTimers */
   /** Run the touch delivery workers in this process too (`nudge run`: yes; tests: as needed). */
   workers?: boolean;
+  /**
+   * Run the outbox relay (default true). Off, decided touches wait in the lanes' outboxes until
+   * an engine with a relay owns the lanes: how tests stand still between commit and enqueue.
+   */
+  relay?: boolean;
   decide?: LanesOptions['decide'];
   decideTimers?: LanesOptions['decideTimers'];
 }
@@ -109,7 +114,7 @@ export class Engine {
             registry: o.registry,
             queries: this.queries,
             outboxKeys: () => this.lanes.ownedPartitions().map((p) => store.keys(p).outbox),
-            relay: true,
+            relay: o.relay ?? true,
             workers: o.workers ?? true,
             clock,
           })

@@ -8,6 +8,7 @@
  *   NUDGE_TEST_CLOCK_MS      a fixed wall clock (ms since the epoch); unset = the real clock
  *   NUDGE_TEST_MAX_BATCH     consumer micro-batch size (EngineOptions.maxBatch)
  *   NUDGE_TEST_MAX_IN_FLIGHT batches in flight over all lanes (EngineOptions.maxInFlight)
+ *   NUDGE_TEST_RELAY=0       no outbox relay (EngineOptions.relay): touches stay decided, not enqueued
  *
  * stdout carries exactly one line, `{"ready":true,"pid":…,"opsUrl":…}`, once the engine has
  * started; logs (warn and above) go to stderr. SIGTERM or SIGINT stops it gracefully, exit 0.
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     ...(fixed !== undefined ? { clock: () => fixed } : {}),
     ...(maxBatch !== undefined ? { maxBatch } : {}),
     ...(maxInFlight !== undefined ? { maxInFlight } : {}),
+    ...(process.env.NUDGE_TEST_RELAY === '0' ? { relay: false } : {}),
   });
   let stopping: Promise<void> | null = null;
   const stop = (): void => {

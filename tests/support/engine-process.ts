@@ -13,6 +13,8 @@ export interface EngineProcessOptions {
   clockMs?: number;
   maxBatch?: number;
   maxInFlight?: number;
+  /** false: the child runs no outbox relay (decided touches stay in the outboxes). */
+  relay?: boolean;
   /** How long the child may take to start (tsx compile, Redis, group join). @default 60_000 */
   readyTimeoutMs?: number;
 }
@@ -37,7 +39,8 @@ export interface EngineProcess {
  */
 export async function startEngineProcess(o: EngineProcessOptions): Promise<EngineProcess> {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['NUDGE_TEST_CLOCK_MS', 'NUDGE_TEST_MAX_BATCH', 'NUDGE_TEST_MAX_IN_FLIGHT']) delete env[k];
+  for (const k of ['NUDGE_TEST_CLOCK_MS', 'NUDGE_TEST_MAX_BATCH', 'NUDGE_TEST_MAX_IN_FLIGHT', 'NUDGE_TEST_RELAY']) delete env[k];
+  if (o.relay === false) env.NUDGE_TEST_RELAY = '0';
   if (o.clockMs !== undefined) env.NUDGE_TEST_CLOCK_MS = String(o.clockMs);
   if (o.maxBatch !== undefined) env.NUDGE_TEST_MAX_BATCH = String(o.maxBatch);
   if (o.maxInFlight !== undefined) env.NUDGE_TEST_MAX_IN_FLIGHT = String(o.maxInFlight);
