@@ -3,7 +3,7 @@ import { encodeEvent } from '../contract/event.js';
 import { eventFromJson } from '../contract/json.js';
 import { validateEvent, type EventLimits } from '../contract/validate.js';
 import type { EventProducer } from '../sources/event-producer.js';
-import type { OpsServer } from './ops-server.js';
+import type { JsonResponse, OpsServer } from './ops-server.js';
 
 export interface IngestOptions {
   topic: string;
@@ -24,7 +24,7 @@ export interface IngestOptions {
 export function registerIngestRoute(server: OpsServer, producer: EventProducer, o: IngestOptions): void {
   const maxBody = o.maxBodyBytes ?? 1_048_576;
   const maxEvents = o.maxEvents ?? 1_000;
-  server.route('POST', '/v1/events', async (req) => {
+  server.route('POST', '/v1/events', async (req): Promise<JsonResponse> => {
     const body = await readBody(req, maxBody);
     // Closed after the answer: the rest of an oversized body is never read, and a keep-alive
     // connection left with it unread would swallow the client's next request (regression:
