@@ -22,6 +22,9 @@ import { registerIngestRoute } from '../http/ingest-route.js';
 import { assertRedisSafe } from './redis-guard.js';
 import { TouchDelivery } from './touch-delivery.js';
 import { journeyStats } from '../state/journey-stats.js';
+import { StateGauges } from '../metrics/state-gauges.js';
+import { BudgetLedger } from '../touches/budget-ledger.js';
+import { dayNumber } from '../time/calendar.js';
 
 export interface EngineOptions {
   config: NudgeConfig;
@@ -47,6 +50,11 @@ export interface EngineOptions {
    * @default 5_000
    */
   lagIntervalMs?: number;
+  /**
+   * How often the engagement and journey gauges are read from Redis.
+   * @default 15_000
+   */
+  stateGaugesIntervalMs?: number;
   /** The pure state steps; seams for tests (see LanesOptions). @default applyEvents / applyTimers */
   /** Run the touch delivery workers in this process too (`nudge run`: yes; tests: as needed). */
   workers?: boolean;
@@ -70,6 +78,7 @@ export class Engine {
   readonly redis: Redis;
   readonly queries: StateQueries;
   readonly metrics: PipelineMetrics;
+  readonly stateGauges: StateGauges;
   private readonly producer: EventProducer;
   private readonly source: KafkaSource;
   private readonly lanes: Lanes;
@@ -89,6 +98,17 @@ export class Engine {
     this.metrics = new PipelineMetrics(o.registry);
     const store = new LaneStore(this.redis, config.redis.keyPrefix, config.kafka.topic);
     this.queries = new StateQueries(this.redis, config.redis.keyPrefix, config.kafka.topic, o.spec);
+    const budgets = new BudgetLedger(this.redis, config.redis.keyPrefix);
+    this.stateGauges = new StateGauges({
+      registry: o.registry,
+      logger,
+      today: () => dayNumber(clock(), o.spec.reportingTimeZone),
+      activityMetrics: o.spec.metrics.map((m) => m.name),
+      journeys: o.spec.rules?.journeys ?? [],
+      engagement: this.queries,
+      journeySources: { stats: (id) => journeyStats(this.redis, config.redis.keyPrefix, config.kafka.topic, id), spent: (id, day) => budgets.spent(id, day) },
+      ...(o.stateGaugesIntervalMs !== undefined ? { intervalMs: o.stateGaugesIntervalMs } : {}),
+    });
     const connection = librdkafkaOptions(config.kafka);
     this.producer = new EventProducer({ connection });
     const dlq = deadLetterSink(this.producer, config.kafka.dlqTopic);
@@ -191,6 +211,7 @@ export class Engine {
       onBatch: (batch) => this.lanes.submit(batch),
     });
     this.sweep.start();
+    this.stateGauges.start();
     this.delivery?.start();
     this.started = true;
     logger.info({ topic: config.kafka.topic, group: config.kafka.groupId }, 'engine started');
@@ -230,6 +251,7 @@ export class Engine {
     const started = Date.now();
     const deadline = started + (this.o.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
     const left = () => Math.max(0, deadline - Date.now());
+    this.stateGauges.stop();
     await this.sweep.stop(left());
     let clean = await settlesWithin(this.source.stop(left()), left());
     clean = (await this.lanes.close(left())) && clean;

@@ -8,6 +8,9 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 interface ComposeService {
   image?: string;
+  build?: string | { context?: string };
+  profiles?: string[];
+  depends_on?: string[] | Record<string, { condition?: string }>;
   command?: string | string[];
   ports?: Array<string | { published?: string | number; target?: number }>;
   environment?: Record<string, string | number | boolean> | string[];
@@ -15,7 +18,8 @@ interface ComposeService {
   healthcheck?: { test?: string | string[] };
 }
 
-const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8')) as {
+// merge: the engine services share their image, environment and mounts through `<<: *nudge`.
+const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
   services: Record<string, ComposeService>;
 };
 
@@ -40,7 +44,17 @@ function env(svc: ComposeService): Record<string, string> {
   return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, String(v)]));
 }
 
-const expectedPorts: Record<string, string> = { kafka: '9092', redis: '6379', prometheus: '9090', grafana: '3000' };
+function command(svc: ComposeService): string {
+  return Array.isArray(svc.command) ? svc.command.join(' ') : (svc.command ?? '');
+}
+
+function dependsOn(svc: ComposeService): Record<string, string> {
+  const raw = svc.depends_on ?? [];
+  if (Array.isArray(raw)) return Object.fromEntries(raw.map((name) => [name, 'service_started']));
+  return Object.fromEntries(Object.entries(raw).map(([name, d]) => [name, d.condition ?? 'service_started']));
+}
+
+const expectedPorts: Record<string, string> = { kafka: '9092', redis: '6379', prometheus: '9090', grafana: '3000', engine: '8080' };
 
 describe('docker-compose.yml', () => {
   it.each(Object.entries(expectedPorts))('has service %s publishing port %s', (name, port) => {
@@ -85,17 +99,21 @@ describe('docker-compose.yml', () => {
         return source !== undefined && source.startsWith('.') ? [source] : [];
       }),
     );
-    expect(mounts).toEqual(expect.arrayContaining(['./config/prometheus', './config/grafana/provisioning']));
+    expect(mounts).toEqual(expect.arrayContaining(['./config/prometheus', './config/grafana/provisioning', './config/grafana/dashboards', './config/nudge.yaml']));
     for (const source of mounts) expect(existsSync(join(root, source)), source).toBe(true);
   });
 
-  it('gives Prometheus a config that scrapes Nudge and Grafana a Prometheus data source', () => {
+  it('gives Prometheus a config that scrapes the engine service and loads the alert rules, and Grafana a Prometheus data source', () => {
     const prometheus = parse(readFileSync(join(root, 'config/prometheus/prometheus.yml'), 'utf8')) as {
+      rule_files?: string[];
       scrape_configs: Array<{ job_name: string; metrics_path?: string; static_configs: Array<{ targets: string[] }> }>;
     };
     const nudge = prometheus.scrape_configs.find((job) => job.job_name === 'nudge');
     expect(nudge?.metrics_path ?? '/metrics').toBe('/metrics');
-    expect(nudge?.static_configs.flatMap((c) => c.targets)).toContain('host.docker.internal:8080');
+    const port = env(service('engine')).NUDGE_HTTP_PORT;
+    expect(nudge?.static_configs.flatMap((c) => c.targets)).toContain(`engine:${port}`);
+    expect(prometheus.rule_files).toContain('rules/*.yml');
+    expect(service('prometheus').volumes).toContain('./config/prometheus:/etc/prometheus:ro');
 
     const grafana = parse(
       readFileSync(join(root, 'config/grafana/provisioning/datasources/prometheus.yml'), 'utf8'),
@@ -103,5 +121,47 @@ describe('docker-compose.yml', () => {
     expect(grafana.datasources).toContainEqual(
       expect.objectContaining({ type: 'prometheus', url: 'http://prometheus:9090' }),
     );
+  });
+
+  it('provisions the dashboards and lets anyone view them', () => {
+    const grafana = service('grafana');
+    expect(grafana.volumes).toContain('./config/grafana/dashboards:/var/lib/grafana/dashboards/nudge:ro');
+    expect(env(grafana)).toMatchObject({ GF_AUTH_ANONYMOUS_ENABLED: 'true', GF_AUTH_ANONYMOUS_ORG_ROLE: 'Viewer' });
+    const home = env(grafana).GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH ?? '';
+    expect(existsSync(join(root, 'config/grafana/dashboards', home.replace('/var/lib/grafana/dashboards/nudge/', ''))), home).toBe(true);
+  });
+
+  it('runs nudge run and nudge worker from the image the Dockerfile builds, wired to the compose Kafka and Redis', () => {
+    const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^FROM node:20-bookworm$/m);
+    expect(dockerfile).toContain('CKJS_LINKING=dynamic');
+    expect(dockerfile).toMatch(/ENTRYPOINT \["npx", "nudge"\]/);
+    for (const name of ['engine', 'worker', 'loadgen']) {
+      const svc = service(name);
+      expect(svc.build, name).toBe('.');
+      expect(svc.image, name).toBe(service('engine').image);
+      const e = env(svc);
+      // The INTERNAL listener: containers must not be sent to "localhost:9092".
+      expect(e.NUDGE_KAFKA_BROKERS, name).toBe('kafka:29092');
+      expect(e.REDIS_URL, name).toBe('redis://redis:6379');
+      expect(existsSync(join(root, e.NUDGE_CONFIG ?? 'missing')), `${name} NUDGE_CONFIG`).toBe(true);
+    }
+    expect(command(service('engine'))).toBe('run');
+    expect(command(service('worker'))).toBe('worker');
+    // Prometheus in another container scrapes the ops port: it must not listen on loopback only.
+    expect(env(service('engine')).NUDGE_HTTP_HOST).toBe('0.0.0.0');
+    expect(dependsOn(service('engine'))).toMatchObject({ redis: 'service_healthy', 'kafka-init': 'service_completed_successfully' });
+    expect(command(service('kafka-init'))).toContain('nudge.events');
+  });
+
+  it('starts synthetic traffic only with the loadgen profile', () => {
+    expect(service('loadgen').profiles).toEqual(['loadgen']);
+    expect(command(service('loadgen'))).toMatch(/^loadgen --rate \d+/);
+    for (const [name, svc] of Object.entries(compose.services)) if (name !== 'loadgen') expect(svc.profiles, name).toBeUndefined();
+  });
+
+  it('keeps the host node_modules out of the image build', () => {
+    const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n');
+    expect(ignore).toContain('node_modules');
   });
 });
