@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { NudgeConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import { touchIdOf } from '../rules/assignment.js';
 import { consentFor } from '../rules/consent.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
 import type { StateQueries } from '../state/queries.js';
@@ -142,8 +143,14 @@ function sendTimeRecheck(o: TouchDeliveryOptions, budgets: BudgetLedger): Rechec
     const state = await o.queries.userState(job.userId);
     const js = state?.journeys;
     if (!consentFor(o.rules.policy, js?.consent ?? {}, job.channel).granted) return { send: false, reason: 'no_consent_at_send' };
-    const exitedAt = js?.entries[job.journeyId]?.exitedAt;
-    if (exitedAt !== undefined && exitedAt >= job.triggeredAt) return { send: false, reason: 'exited_before_send' };
+    // Called off when the user left the very entry this touch belongs to. Compared by identity
+    // (the touch id derives from the entry's occurrence), not by time: the exit's time is event
+    // time and the decision's is the wall clock, and mixing them let cancelled touches through
+    // (regression: tests/integration/journeys-reference.test.ts, the exit race).
+    const entry = js?.entries[job.journeyId];
+    if (entry?.exitedAt !== undefined && touchIdOf({ journeyId: job.journeyId, stepId: job.stepId, userId: job.userId, occurrence: entry.occurrence }) === job.touchId) {
+      return { send: false, reason: 'exited_before_send' };
+    }
     const b = journey.budget;
     if (b !== null && b.costPerTouch > 0) {
       const outcome = await budgets.reserve(job.journeyId, job.touchId, { cost: b.costPerTouch, total: b.total, perDay: b.perDay }, dayNumber(clock(), o.rules.reportingTimeZone));

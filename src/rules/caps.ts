@@ -26,12 +26,21 @@ export function checkCaps(policy: PolicySpec, history: readonly TouchRecord[], c
 /**
  * The most touches already in any rolling window of `windowMs` that would also hold `sendAt`.
  * Touches may be scheduled ahead (deferred, delayed), so windows after `sendAt` count too: a
- * touch is refused when some window [x, x + W) containing it would exceed the cap. The busiest
- * such window starts at one of the touches in (sendAt - W, sendAt], or just after sendAt - W.
+ * touch is refused when some window [x, x + W) with x in (sendAt - W, sendAt] would exceed the
+ * cap. The count only changes where a touch enters or leaves the window, so the busiest start
+ * is one of: just after sendAt - W, a touch in (sendAt - W, sendAt], sendAt itself, or the start
+ * that just reaches a touch scheduled ahead, t - W + 1 for t in (sendAt, sendAt + W).
+ * (Regression: the last two were missing, so a touch 53 s before one already scheduled was
+ * allowed under "1 per minute" — tests/integration/journeys-reference.test.ts.)
  */
 function busiestWindow(times: readonly number[], sendAt: number, windowMs: number): number {
   const near = times.filter((t) => t > sendAt - windowMs && t < sendAt + windowMs);
-  const starts = [sendAt - windowMs + 1, ...near.filter((t) => t <= sendAt)];
+  const starts = [
+    sendAt - windowMs + 1,
+    sendAt,
+    ...near.filter((t) => t <= sendAt),
+    ...near.filter((t) => t > sendAt).map((t) => t - windowMs + 1),
+  ];
   let most = 0;
   for (const x of starts) {
     let n = 0;

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkCaps } from '../../src/rules/caps.js';
 import { applyConsentEvent } from '../../src/rules/consent.js';
@@ -142,6 +143,28 @@ describe('frequency caps', () => {
     expect(checkCaps(cap({}), [sent(T0 - 20 * HOUR), sent(T0 + 20 * HOUR)], 'push', T0, SH).ok).toBe(true);
     // ...but a touch already scheduled 1h later fills the window.
     expect(checkCaps(cap({}), [sent(T0 - 20 * HOUR), sent(T0 + HOUR)], 'push', T0, SH).ok).toBe(false);
+  });
+
+  it('rolling: a touch scheduled ahead only, within one window of the new one, fills a cap of 1 (regression)', () => {
+    const one = cap({ max: 1, window: { kind: 'rolling', ms: MIN } });
+    // A push is scheduled 53 s ahead; a new one now would put two in the minute [now, now + 60 s).
+    expect(checkCaps(one, [sent(T0 + 53_000)], 'push', T0, SH)).toEqual({ ok: false, reason: 'cap_all_channels', detail: 'c' });
+    expect(checkCaps(one, [sent(T0 + MIN)], 'push', T0, SH).ok).toBe(true); // exactly a window apart
+  });
+
+  it('rolling: agrees with a brute-force scan of every window start (random histories)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: -100, max: 100 }), { maxLength: 8 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 60 }), (offsets, max, w) => {
+        const times = offsets.map((o) => T0 + o * 1000);
+        const windowMs = w * 1000;
+        // Every window [x, x + W) that holds T0, scanned millisecond by millisecond over its starts.
+        let busiest = 0;
+        for (let x = T0 - windowMs + 1; x <= T0; x++) busiest = Math.max(busiest, times.filter((t) => t >= x && t < x + windowMs).length);
+        const got = checkCaps(cap({ max, window: { kind: 'rolling', ms: windowMs } }), times.map((t) => sent(t)), 'push', T0, SH).ok;
+        expect(got).toBe(busiest < max);
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('calendar day in the user\'s zone: 23:00 then 00:05 local is allowed', () => {
