@@ -20,13 +20,16 @@ import { createMetricsRegistry } from '../metrics/registry.js';
 import { StateQueries } from '../state/queries.js';
 import { ioredisOptions } from '../state/redis-options.js';
 import { dayNumber, formatDay, parseDay } from '../time/calendar.js';
+import { demoCommand } from './demo.js';
 
 const USAGE = `nudge — real-time engagement engine
 
 Usage: nudge <command> [options]
 
 Commands:
-  demo                     run everything on the embedded default (npm start)      [not yet]
+  demo [-]                 everything on the embedded default (npm start): no Kafka, Redis found
+                           or started privately, synthetic traffic (or JSON lines on stdin with -)
+                           through the real pipeline, a live view and the ops API ('nudge demo -h')
   run [--config FILE]      run the engine: Kafka -> per-user state and activity counts in Redis,
                            journeys and their touches (relay and delivery workers), the timer
                            sweep and the ops API
@@ -81,7 +84,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'worker':
         return await workerCommand(rest);
       case 'demo':
-        return notYet(command);
+        return await demoCommand(rest);
       default:
         throw usage(`unknown command "${command}". Commands: demo, run, worker, produce, loadgen, check-config, stats, user.`);
     }
@@ -90,19 +93,6 @@ export async function main(argv: string[]): Promise<number> {
     if (isNudgeError(err) && err.code === ErrorCodes.CLI_USAGE) process.stderr.write(`Run 'nudge --help' for usage.\n`);
     return isNudgeError(err) && err.code === ErrorCodes.CLI_USAGE ? 2 : 1;
   }
-}
-
-function notYet(command: string): number {
-  const plan: Record<string, string> = {
-    demo:
-      'It will feed synthetic banking traffic through the real pipeline (Redis started privately if none is reachable), show live DAU/WAU/MAU, lifecycle stages and touches in the terminal, and serve the ops API.',
-    worker: 'It will deliver touch jobs from the BullMQ queue to push, SMS, in-app and webhook channels.',
-  };
-  process.stderr.write(
-    `nudge ${command}: not available yet in this version of Nudge.\n${plan[command] ?? ''}\n` +
-      `What works today: 'nudge run', 'nudge worker', 'nudge produce', 'nudge loadgen', 'nudge stats', 'nudge user', 'nudge check-config', 'npm run services' and 'npm test'. See README.md.\n`,
-  );
-  return 3;
 }
 
 async function produceCommand(args: string[]): Promise<number> {

@@ -10,6 +10,7 @@ import { TimerSweep } from '../pipeline/timer-sweep.js';
 import type { DeadLetter, DeadLetterSink } from '../pipeline/types.js';
 import { EventProducer } from '../sources/event-producer.js';
 import { KafkaSource } from '../sources/kafka-source.js';
+import type { EventSink, EventSource } from '../sources/event-source.js';
 import { librdkafkaOptions } from '../sources/kafka-options.js';
 import { LaneStore } from '../state/lane-store.js';
 import { StateQueries } from '../state/queries.js';
@@ -65,6 +66,12 @@ export interface EngineOptions {
   relay?: boolean;
   decide?: LanesOptions['decide'];
   decideTimers?: LanesOptions['decideTimers'];
+  /**
+   * Runs without Kafka (`nudge demo`, DESIGN §2.5): events come from `source` instead of the
+   * consumer group, dead letters go to `deadLetters` instead of the DLQ topic, and
+   * `POST /v1/events` hands events to `ingest`. No Kafka client is created.
+   */
+  embedded?: { source: EventSource; deadLetters: DeadLetterSink; ingest: EventSink };
 }
 
 const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -79,8 +86,9 @@ export class Engine {
   readonly queries: StateQueries;
   readonly metrics: PipelineMetrics;
   readonly stateGauges: StateGauges;
-  private readonly producer: EventProducer;
-  private readonly source: KafkaSource;
+  /** null when embedded (no Kafka). */
+  private readonly producer: EventProducer | null;
+  private readonly source: EventSource;
   private readonly lanes: Lanes;
   private readonly sweep: TimerSweep;
   private ops: OpsServer | null = null;
@@ -110,9 +118,9 @@ export class Engine {
       ...(o.stateGaugesIntervalMs !== undefined ? { intervalMs: o.stateGaugesIntervalMs } : {}),
     });
     const connection = librdkafkaOptions(config.kafka);
-    this.producer = new EventProducer({ connection });
-    const dlq = deadLetterSink(this.producer, config.kafka.dlqTopic);
-    this.source = new KafkaSource({
+    this.producer = o.embedded === undefined ? new EventProducer({ connection }) : null;
+    const dlq = o.embedded?.deadLetters ?? deadLetterSink(this.producer as EventProducer, config.kafka.dlqTopic);
+    this.source = o.embedded?.source ?? new KafkaSource({
       connection,
       topic: config.kafka.topic,
       groupId: config.kafka.groupId,
@@ -175,7 +183,7 @@ export class Engine {
       );
     }
     await assertRedisSafe(this.redis);
-    await this.producer.connect();
+    await this.producer?.connect();
     if (this.o.http ?? true) {
       this.ops = new OpsServer({
         host: config.http.host,
@@ -186,7 +194,7 @@ export class Engine {
         metricsRequireToken: config.http.metricsRequireToken,
         readiness: [
           { name: 'redis', check: () => this.redis.status === 'ready' },
-          { name: 'kafka', check: () => this.source.isConnected() },
+          { name: this.o.embedded === undefined ? 'kafka' : 'source', check: () => this.source.isConnected() },
           { name: 'assigned', check: () => this.lanes.ownedPartitions().length > 0 },
         ],
       });
@@ -195,7 +203,7 @@ export class Engine {
         journeyStats: (id) => journeyStats(this.redis, config.redis.keyPrefix, config.kafka.topic, id),
         ...(this.delivery !== null ? { failedTouches: () => (this.delivery as TouchDelivery).failed() } : {}),
       });
-      registerIngestRoute(this.ops, this.producer, { topic: config.kafka.topic, limits: this.limits(), clock: Date.now });
+      registerIngestRoute(this.ops, this.o.embedded?.ingest ?? (this.producer as EventProducer), { topic: config.kafka.topic, limits: this.limits(), clock: Date.now });
       this.opsUrl = (await this.ops.listen()).url;
       logger.info({ url: this.opsUrl }, 'ops API listening');
     }
@@ -257,7 +265,7 @@ export class Engine {
     clean = (await this.lanes.close(left())) && clean;
     // After the lanes: the relay moves what their last commits wrote, if it can.
     clean = (await settlesWithin(this.delivery?.stop() ?? Promise.resolve(), left())) && clean;
-    clean = (await settlesWithin(this.producer.disconnect(), left())) && clean;
+    clean = (await settlesWithin(this.producer?.disconnect() ?? Promise.resolve(), left())) && clean;
     await settlesWithin(this.ops?.close() ?? Promise.resolve(), left());
     if (!(await settlesWithin(this.redis.quit(), clean ? Math.max(left(), 1_000) : 0))) {
       // Drops the connection and rejects the commands waiting for it, so the abandoned

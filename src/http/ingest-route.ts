@@ -21,7 +21,7 @@ export interface IngestOptions {
  * rest was not. 202 is sent only after the broker acknowledged every accepted event, so an
  * answer never covers an event that could still be lost; a down broker answers 503.
  */
-export function registerIngestRoute(server: OpsServer, producer: EventProducer, o: IngestOptions): void {
+export function registerIngestRoute(server: OpsServer, producer: Pick<EventProducer, 'sendAndWait'>, o: IngestOptions): void {
   const maxBody = o.maxBodyBytes ?? 1_048_576;
   const maxEvents = o.maxEvents ?? 1_000;
   server.route('POST', '/v1/events', async (req): Promise<JsonResponse> => {
