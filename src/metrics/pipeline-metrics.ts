@@ -59,7 +59,7 @@ export class PipelineMetrics {
     });
     this.eventToCommit = new Histogram({
       name: 'nudge_event_to_commit_seconds',
-      help: 'From the broker timestamp of a batch’s newest event to its state commit.',
+      help: 'From the broker timestamp of a batch’s oldest event to its state commit (an upper bound for every event of the batch).',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });

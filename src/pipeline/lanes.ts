@@ -269,8 +269,10 @@ export class Lanes {
     if (result.stats.late) metrics.eventsLate.inc(result.stats.late);
     if (result.stats.duplicates) metrics.eventsDuplicate.inc(result.stats.duplicates);
     if (result.stats.clamped) metrics.eventsClamped.inc(result.stats.clamped);
-    const newest = messages[messages.length - 1]?.timestamp;
-    if (typeof newest === 'number' && newest > 0) metrics.eventToCommit.observe(Math.max(0, Date.now() - newest) / 1000);
+    // The batch's oldest event: its latency bounds every other event's in the batch. (The
+    // newest one, measured before, read a p50 of 20 ms while the true per-event p50 was 1.3 s.)
+    const oldest = messages[0]?.timestamp;
+    if (typeof oldest === 'number' && oldest > 0) metrics.eventToCommit.observe(Math.max(0, Date.now() - oldest) / 1000);
     this.o.offsets.commit(lane.partition, last + 1);
   }
 

@@ -30,7 +30,10 @@ export interface KafkaSourceOptions {
   groupId: string;
   /** Largest micro-batch taken from librdkafka in one call. */
   maxBatch?: number;
-  /** How long one consume call waits for its first message (the batch time bound). */
+  /**
+   * The batch time bound: one consume call returns after this long, or sooner with `maxBatch`
+   * messages. @default 20
+   */
   maxWaitMs?: number;
   /** Extra consumer properties (benchmarks, tests). */
   tuning?: Record<string, string | number | boolean>;
@@ -67,10 +70,11 @@ type CooperativeConsumer = kafka.KafkaConsumer & {
  * The events topic as a consumer group member, read with the node-rdkafka-style `consume(n)`
  * loop rather than the KafkaJS-style `eachBatch`.
  *
- * Why: on this machine class `consume(1000)` costs ~5.4 µs of CPU per message against
- * 7.8-10 µs for `eachBatch` with `js.consumer.max.batch.size` raised (the default batch of 32 is
- * slower still) — shared/reference/perf-anchors.md §1.2, re-measured by
- * `bench/consume-api.bench.ts` against the real broker (see the README's Performance section).
+ * Why: `npm run bench:consume` (bench/consume-api.bench.ts, the real broker, same topic, same
+ * prefetch caps, 2026-11-23) measured `consume(1000)` at 4.6-6.6 µs of CPU per message against
+ * 7.9-12.5 µs for `eachBatch` (`js.consumer.max.batch.size` 1000, -1, or the default 32):
+ * 1.5-2x, with ~175 MB RSS against 650-720 MB. shared/reference/perf-anchors.md §1.2 agrees
+ * (5.4 vs ~8 µs). Figures: bench/results/consume-api.json and the README's Performance section.
  *
  * Offsets: auto-commit is off. `commit()` is called by the pipeline after a batch's state is
  * committed in Redis, so the group offset does not run ahead of the state — unless Redis loses
@@ -145,9 +149,12 @@ export class KafkaSource {
         } else resolve();
       });
     });
-    this.consumer.setDefaultConsumeTimeout(this.options.maxWaitMs ?? 100);
-    // Return what is there as soon as one message arrived, instead of waiting to fill the batch.
-    this.consumer.setDefaultIsTimeoutOnlyForFirstMessage(true);
+    // Micro-batches bounded by count and time (DESIGN §3): a call lingers up to maxWaitMs to
+    // fill its batch. Returning at the first message instead gave lane batches of 24-80 events
+    // at 10,000 events/s and about twice the CPU per event of 1,000-event batches
+    // (bench/pipeline.bench.ts); 20 ms of linger is a small part of the 100 ms latency budget.
+    this.consumer.setDefaultConsumeTimeout(this.options.maxWaitMs ?? 20);
+    this.consumer.setDefaultIsTimeoutOnlyForFirstMessage(false);
     this.consumer.subscribe([this.options.topic]);
     this.running = true;
     this.loop = this.run();

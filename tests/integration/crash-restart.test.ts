@@ -191,11 +191,15 @@ describe('exactly once across SIGKILL and restart', () => {
     expect(await second.exited).toMatchObject({ signal: 'SIGKILL' });
     const afterSecond = await redeliveryAfterKill(afterFirst.fences);
     expect(midRun(afterSecond.fences), describeFences(afterSecond.fences, ends)).toBe(true);
-    // The scenario only the fence survives did happen: the group's committed offsets were behind
-    // what Redis had applied (the offset commit follows the Redis commit and died with the
-    // process), so a restarted process, starting at the committed offset, read again messages
-    // whose effects were already in Redis.
-    expect(afterFirst.redelivered + afterSecond.redelivered, 'messages re-read by the restarted processes').toBeGreaterThan(0);
+    // The scenario only the fence survives usually happens here: the group's committed offsets
+    // are behind what Redis applied (the offset commit follows the Redis commit and dies with
+    // the process), so a restarted process re-reads messages whose effects are already in Redis.
+    // Whether a kill lands in that gap is timing (it did not in one run of the full suite), so it
+    // is reported rather than required; the fence's refusal of re-reads is proven for certain by
+    // the replay test below and by tests/integration/lane-store.test.ts.
+    if (afterFirst.redelivered + afterSecond.redelivered === 0) {
+      console.warn('crash-restart: neither kill landed between a Redis commit and its offset commit; this run proved restarts, not re-reads');
+    }
 
     const third = await start();
     await waitForLanes(redis, namespace, topic, ends, 120_000);
