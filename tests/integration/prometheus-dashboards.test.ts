@@ -100,6 +100,8 @@ journeys:
     holdout: 20%
     useGlobalHoldout: false
     conversion: { match: { name: transfer_done }, within: 1h }
+    # A service reminder: the login touches' cap and minimum gap must not starve the webhook.
+    ignoreCaps: true
 `;
 }
 
@@ -174,13 +176,18 @@ describe.runIf(prometheusBinaries(['prometheus', 'promtool'], 'dashboards and al
     const queries = panelQueries();
     expect(queries.length).toBeGreaterThan(40);
     let empty: PanelQuery[] = queries;
-    const deadline = Date.now() + 150_000;
+    const started = Date.now();
+    const deadline = started + 150_000;
+    let last = '';
     while (empty.length > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 2_000));
       const still: PanelQuery[] = [];
       for (const q of empty) if ((await prometheus.query(withGrafanaVariables(q.expr, VARIABLES))).length === 0) still.push(q);
+      if (still.length === 0) last = empty.map((q) => `${q.dashboard} / ${q.panel}`).join(', ');
       empty = still;
     }
+    // Where the test's time goes (the slowest panels need timers, retries or a spent budget).
+    if (last !== '') console.info(`every panel had data after ${Math.round((Date.now() - started) / 1000)} s; the last: ${last}`);
     expect(empty.map((q) => `${q.dashboard} / ${q.panel} (${q.refId}): ${q.expr}`)).toEqual([]);
 
     // Data, and the data of a working engine: not just zeros.
