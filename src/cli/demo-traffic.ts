@@ -16,8 +16,9 @@ const DAY_MS = 86_400_000;
 /**
  * Events per registered user per day in the replayed history. The load generator's users are
  * Zipf-skewed (a few on the app daily, most rarely), so half an event per registered user per
- * day gives, for 10,000 users over 45 days (~225,000 events), an MAU of ~87% of them, a DAU of
- * ~10%, and ~2,400 dormant and ~550 churned users: every lifecycle stage has people in it.
+ * day gives, for 10,000 users over 45 days (~230,000 events), an MAU of ~8,700 of the ~10,600
+ * registered by then, ~1,000 users in the last 24 hours, ~2,400 last seen 14-30 days ago
+ * (dormant) and ~800 longer ago (churned): every lifecycle stage has people in it.
  */
 export const HISTORY_EVENTS_PER_USER_DAY = 0.5;
 

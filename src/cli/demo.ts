@@ -57,9 +57,19 @@ const DAY_MS = 86_400_000;
 const SHOWN_REJECTS = 20;
 
 /**
- * `nudge demo` (DESIGN §2.5). Returns the exit code: 0 at the end of `--duration`, at the end
- * of a Ctrl-C (SIGINT) or SIGTERM stop — the user asked for it and everything stopped cleanly,
- * as `nudge run` does — and 1 when it could not start (no Redis, a bad flag is 2 via main).
+ * `nudge demo` (DESIGN §2.5): Redis found or started, the Engine with an in-process source
+ * (`EngineOptions.embedded`), traffic, a view refreshed every second, and a clean stop.
+ *
+ * The traffic is honest about time: the engine judges the future and the age of triggers by
+ * the wall clock, so the demo does not fast-forward simulated time (events ahead of the clock
+ * would be clamped, and events behind it by more than maxTriggerAge trigger nothing). It
+ * replays `--history` days of past traffic unpaced first — state, counts, stages, streaks —
+ * then runs real-time traffic at `--rate`, which journeys react to (`replayHistory`, `runLive`).
+ *
+ * Returns the exit code: 0 at the end of `--duration`, and at the end of a Ctrl-C (SIGINT) or
+ * SIGTERM stop — the user asked for it and everything stopped cleanly, as with `nudge run`
+ * (a second Ctrl-C quits at once with 130). It throws when it cannot start (no Redis: main
+ * prints how to get one and exits 1; a bad flag: 2).
  */
 export async function demoCommand(args: string[], io: DemoIo = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }): Promise<number> {
   const { values, positionals } = parseArgs({
