@@ -14,6 +14,7 @@ import { progressLine } from './progress.js';
 import { Redis } from 'ioredis';
 import { Engine } from '../engine/engine.js';
 import { TouchDelivery } from '../engine/touch-delivery.js';
+import { OpsServer } from '../http/ops-server.js';
 import { compileStateSpec } from '../engine/state-spec.js';
 import { createLogger } from '../log.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
@@ -256,11 +257,12 @@ async function workerCommand(args: string[]): Promise<number> {
   const { url, options } = ioredisOptions(config.redis);
   const redis = new Redis(url, options);
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error; retrying'));
+  const registry = createMetricsRegistry();
   const delivery = new TouchDelivery({
     config,
     rules: spec.rules,
     logger,
-    registry: createMetricsRegistry(),
+    registry,
     queries: new StateQueries(redis, config.redis.keyPrefix, config.kafka.topic, spec),
     outboxKeys: () => [],
     relay: false,
@@ -273,11 +275,23 @@ async function workerCommand(args: string[]): Promise<number> {
       return 0;
     }
     delivery.start();
-    process.stderr.write(`nudge worker: delivering touches from queue ${config.touches.queue}. Ctrl-C stops (a send in progress finishes).\n`);
+    // Its own /metrics and health endpoints, so Prometheus scrapes deliveries where they happen.
+    const ops = new OpsServer({
+      host: config.http.host,
+      port: config.http.port,
+      registry,
+      logger,
+      ...(config.http.token !== undefined ? { token: config.http.token } : {}),
+      metricsRequireToken: config.http.metricsRequireToken,
+      readiness: [{ name: 'redis', check: () => redis.status === 'ready' }],
+    });
+    const { url: opsUrl } = await ops.listen();
+    process.stderr.write(`nudge worker: delivering touches from queue ${config.touches.queue}; metrics on ${opsUrl}/metrics. Ctrl-C stops (a send in progress finishes).\n`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());
     });
+    await ops.close();
     return 0;
   } finally {
     await delivery.stop();

@@ -44,6 +44,9 @@ export class TouchMetrics {
       labelNames: ['channel', 'result'],
       registers,
     }));
+    // Every configured channel x result starts at 0, so "no errors" reads 0 rather than "no
+    // data" on the dashboards and ratio alerts have a denominator (bounded: channels x 9).
+    for (const channel of this.channels) for (const result of DELIVERY_RESULTS) this.deliveries.inc({ channel, result }, 0);
     this.eventToDelivery = get('nudge_touch_event_to_delivery_seconds', () => new Histogram({
       name: 'nudge_touch_event_to_delivery_seconds',
       help: 'From a touch being due (the later of triggeredAt and sendAt) to its provider accepting it.',
