@@ -4,7 +4,7 @@
  * broker are started here and handed to the benches that need them (KAFKA_BROKERS, REDIS_URL),
  * instead of a JVM start per bench; with KAFKA_BROKERS / REDIS_URL already set, those are used.
  *
- *   npm run bench [-- decode,decide,commit,consume-api,pipeline]
+ *   npm run bench [-- decode,decide,commit,activity-count,naive,consume-api,pipeline]
  * Extra flags after the list are not forwarded; run a single bench (npm run bench:pipeline --
  * --events 100000) for that. Exits non-zero if any bench failed.
  */
@@ -16,7 +16,7 @@ import { benchServices, cleanup, PRIVATE_SERVICES_ENV } from './support/services
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
 /** Cheapest first, so a broken setup fails fast. */
-const ALL = ['decode', 'decide', 'commit', 'consume-api', 'pipeline'] as const;
+const ALL = ['decode', 'decide', 'commit', 'activity-count', 'naive', 'consume-api', 'pipeline'] as const;
 
 function runBench(name: string, env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
@@ -31,7 +31,7 @@ async function main(): Promise<number> {
   const unknown = wanted.filter((w) => !(ALL as readonly string[]).includes(w));
   if (unknown.length > 0) throw new Error(`unknown bench ${unknown.join(', ')}; choose from ${ALL.join(', ')}`);
   const needsKafka = wanted.some((w) => w === 'consume-api' || w === 'pipeline');
-  const needsRedis = wanted.some((w) => w === 'commit' || w === 'pipeline');
+  const needsRedis = wanted.some((w) => w === 'commit' || w === 'activity-count' || w === 'naive' || w === 'pipeline');
   let env: NodeJS.ProcessEnv = { ...process.env };
   if (needsKafka || needsRedis) {
     const given = Boolean(process.env.KAFKA_BROKERS) || Boolean(process.env.REDIS_URL);
