@@ -197,7 +197,14 @@ describe.runIf(prometheusBinaries(['prometheus', 'promtool'], 'dashboards and al
     expect(await value('sum(nudge_events_invalid_total{code="NUDGE_EVENT_UNDECODABLE"})')).toBe(20);
     expect(await value('max(nudge_journey_decisions_total{journey="login-hello", outcome="send"})')).toBeGreaterThan(0);
     expect(await value('sum(nudge_journey_decision_reasons_total{reason="cap_channel"})')).toBeGreaterThan(0);
-    expect(await value('sum(nudge_touch_deliveries_total{channel="hook", result="retry"})')).toBeGreaterThan(0);
+    // Delivery series exist from the start at 0 (so the panel has data at once); a webhook
+    // retry needs a failing request first, so its count is awaited until the deadline.
+    let retries = await value('sum(nudge_touch_deliveries_total{channel="hook", result="retry"})');
+    while (!(retries > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      retries = await value('sum(nudge_touch_deliveries_total{channel="hook", result="retry"})');
+    }
+    expect(retries).toBeGreaterThan(0);
     expect(await value('max(nudge_journey_budget_spent{journey="login-hello", period="total"})')).toBe(30);
   }, 240_000);
 
