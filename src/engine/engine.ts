@@ -56,7 +56,6 @@ export interface EngineOptions {
    * @default 15_000
    */
   stateGaugesIntervalMs?: number;
-  /** The pure state steps; seams for tests (see LanesOptions). @default applyEvents / applyTimers */
   /** Run the touch delivery workers in this process too (`nudge run`: yes; tests: as needed). */
   workers?: boolean;
   /**
@@ -64,6 +63,7 @@ export interface EngineOptions {
    * an engine with a relay owns the lanes: how tests stand still between commit and enqueue.
    */
   relay?: boolean;
+  /** The pure state steps; seams for tests (see LanesOptions). @default applyEvents / applyTimers */
   decide?: LanesOptions['decide'];
   decideTimers?: LanesOptions['decideTimers'];
   /**

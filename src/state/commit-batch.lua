@@ -99,6 +99,9 @@ for g = 1, groups do
     redis.call('PFADD', target, unpack(ARGV, a + i, a + i + m - 1))
     i = i + m
   end
+  -- A day's sketch is read by windows ending up to a month later; kept 400 days (a year of
+  -- history for breakdowns), then it expires, so memory stays bounded however long Nudge runs.
+  redis.call('PEXPIRE', target, 34560000000)
   a = a + n
 end
 local touches = tonumber(ARGV[a] or '0')

@@ -1,5 +1,5 @@
 import { DelayedError } from 'bullmq';
-import { ErrorCodes, describeError } from '../errors.js';
+import { ErrorCodes, describeError, isNudgeError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { ChannelAdapter, RecheckFn, SendResult } from './channel-adapter.js';
 import type { ChannelPermits } from './channel-permits.js';
@@ -79,7 +79,10 @@ export class TouchProcessor {
       try {
         decision = await this.d.recheck(touch);
       } catch (err) {
-        throw new RetriableTouchError(ErrorCodes.TOUCH_DELIVERY_RETRY, `policy re-check failed: ${describeError(err).slice(0, 200)}`);
+        // The error's kind only: a JSON.parse failure on a stored state quotes the state, traits
+        // included, and this text becomes the job's failedReason.
+        const kind = isNudgeError(err) ? err.code : err instanceof Error ? err.name : 'error';
+        throw new RetriableTouchError(ErrorCodes.TOUCH_DELIVERY_RETRY, `policy re-check failed (${kind}); retried with backoff`);
       }
       if (!decision.send) return this.finish(touch, 'suppressed', decision.reason);
 

@@ -80,6 +80,19 @@ describe('LaneStore against a real Redis', () => {
     expect(await redis.exists(store.keys(1).outbox)).toBe(0);
   });
 
+  it('writes HyperLogLog breakdown sketches that expire (bounded memory however long it runs)', async () => {
+    const store = new LaneStore(redis, namespace, 'hll');
+    const { epoch } = await store.claim(2);
+    const wide: StateSpec = { ...spec, breakdowns: [{ name: 'ch', source: { kind: 'channel' }, values: null, maxValues: 10 }] };
+    const result = applyEvents([ev('h1', 'u1', T0), ev('h2', 'u2', T0)], new Map(), 0, T0, wide);
+    expect(await store.commit(2, epoch, 0, 1, result)).toBe('committed');
+    const key = store.keys(2).hash(`h:active:ch:${parseDay('2026-11-02')!}:app`);
+    expect(await redis.pfcount(key)).toBe(2);
+    const ttl = await redis.pttl(key);
+    expect(ttl).toBeGreaterThan(399 * DAY);
+    expect(ttl).toBeLessThanOrEqual(400 * DAY);
+  });
+
   it('keeps timers in a sorted set that the sweep reads by due time', async () => {
     const store = new LaneStore(redis, namespace, 'timers');
     const { epoch } = await store.claim(3);
