@@ -112,7 +112,7 @@ export class DemoStats {
     );
     const journeys = await Promise.all(
       this.o.journeys.map(async (id): Promise<JourneyRow> => {
-        const s = await journeyStats(engine.redis, this.o.namespace, this.o.topic, id);
+        const s = await journeyStats(q, id);
         const entered = Object.values(s.variants).reduce((a, g) => a + g.users, 0) + s.holdout.users + s.globalHoldout.users;
         return { id, entered, decisions: s.decisions, reasons: s.reasons, skipped: s.skipped };
       }),

@@ -114,7 +114,7 @@ export class Engine {
       activityMetrics: o.spec.metrics.map((m) => m.name),
       journeys: o.spec.rules?.journeys ?? [],
       engagement: this.queries,
-      journeySources: { stats: (id) => journeyStats(this.redis, config.redis.keyPrefix, config.kafka.topic, id), spent: (id, day) => budgets.spent(id, day) },
+      journeySources: { stats: (id) => journeyStats(this.queries, id), spent: (id, day) => budgets.spent(id, day) },
       ...(o.stateGaugesIntervalMs !== undefined ? { intervalMs: o.stateGaugesIntervalMs } : {}),
     });
     const connection = librdkafkaOptions(config.kafka);
@@ -200,7 +200,7 @@ export class Engine {
       });
       registerQueryRoutes(this.ops, this.queries, { clock: this.o.clock ?? Date.now, reportingTimeZone: this.o.spec.reportingTimeZone, metrics: this.o.spec.metrics.map((m) => m.name), breakdowns: this.o.spec.breakdowns.map((b) => b.name),
         journeys: (this.o.spec.rules?.journeys ?? []).map((j) => ({ id: j.id, description: j.description, priority: j.priority })),
-        journeyStats: (id) => journeyStats(this.redis, config.redis.keyPrefix, config.kafka.topic, id),
+        journeyStats: (id) => journeyStats(this.queries, id),
         ...(this.delivery !== null ? { failedTouches: () => (this.delivery as TouchDelivery).failed() } : {}),
       });
       registerIngestRoute(this.ops, this.o.embedded?.ingest ?? (this.producer as EventProducer), { topic: config.kafka.topic, limits: this.limits(), clock: Date.now });

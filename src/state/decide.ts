@@ -4,6 +4,7 @@ import { addActiveDay, gapBucket, windowIncrements } from './activity.js';
 import { breakdownKey, breakdownValue, markHllSeen } from './breakdown.js';
 import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
 import { matches, STATE_BOUNDS, type StateSpec } from './spec.js';
+import type { RulesSpec } from '../rules/rules-spec.js';
 import type { OutboxEntry } from '../touches/outbox-entry.js';
 import { factsOf, recordActiveHour, runJourneys, type JourneyEffects } from './journey-step.js';
 import type { UserState } from './user-state.js';
@@ -90,7 +91,7 @@ export function applyEvents(
   spec: StateSpec,
 ): StepResult {
   const result = emptyResult(streamTime);
-  const rules = spec.rules !== undefined && spec.rules.journeys.length > 0 ? spec.rules : null;
+  const rules = journeysOf(spec);
   for (const e of events) {
     const owned = result.states.get(e.userId);
     const state = owned ?? loaded.get(e.userId);
@@ -240,7 +241,7 @@ export function applyTimers(
   spec: StateSpec,
 ): StepResult {
   const result = emptyResult(0);
-  const rules = spec.rules !== undefined && spec.rules.journeys.length > 0 ? spec.rules : null;
+  const rules = journeysOf(spec);
   for (const userId of userIds) {
     const prior = loaded.get(userId);
     if (prior === undefined) {
@@ -269,6 +270,11 @@ function recordStage(s: UserState, userId: string, t: number, spec: StateSpec, o
     s.stageSince = at.since;
   }
   out.timers.set(userId, nextTransitionAt(s, t, spec.lifecycle));
+}
+
+/** The compiled journeys, or null when none is configured (the step then skips the rules). */
+function journeysOf(spec: StateSpec): RulesSpec | null {
+  return spec.rules !== undefined && spec.rules.journeys.length > 0 ? spec.rules : null;
 }
 
 /** Adds a journey decision's outbox entries and counters; the user's timer is the earlier one. */

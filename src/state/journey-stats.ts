@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { laneKeys, lanesKey } from './keys.js';
+import type { StateQueries } from './queries.js';
 import { journeyHash } from './journey-step.js';
 import { liftOf, rateOf, type Lift } from './lift.js';
 
@@ -33,16 +32,8 @@ export interface JourneyStats {
  * Reads a journey's counters from every lane (they are committed with the state, so they are
  * exactly once) and derives rates and lift.
  */
-export async function journeyStats(redis: Redis, namespace: string, topic: string, journeyId: string): Promise<JourneyStats> {
-  const lanes = (await redis.smembers(lanesKey(namespace, topic))).map(Number);
-  const pipeline = redis.pipeline();
-  for (const p of lanes) pipeline.hgetall(laneKeys(namespace, topic, p).hash(journeyHash(journeyId)));
-  const totals = new Map<string, number>();
-  for (const [err, v] of (await pipeline.exec()) ?? []) {
-    if (err) throw err;
-    for (const [field, n] of Object.entries(v as Record<string, string>)) totals.set(field, (totals.get(field) ?? 0) + Number(n));
-  }
-  return statsFromCounters(journeyId, totals);
+export async function journeyStats(queries: StateQueries, journeyId: string): Promise<JourneyStats> {
+  return statsFromCounters(journeyId, await queries.hashTotals(journeyHash(journeyId)));
 }
 
 /** Pure: the stats of a journey from its summed counter fields. */

@@ -69,25 +69,26 @@ export function runJourneys(
 
 function effectsOf(rules: RulesSpec, r: JourneyStepResult): JourneyEffects {
   const out: JourneyEffects = { outbox: [], counters: [], nextDueAt: r.nextDueAt };
-  const count = (journeyId: string, field: string, delta = 1): void => {
-    out.counters.push([journeyHash(journeyId), field, delta]);
-  };
   for (const t of r.touches) {
-    count(t.journeyId, `outcome:${t.outcome}`);
-    count(t.journeyId, `reason:${t.reason}`);
+    count(out, t.journeyId, `outcome:${t.outcome}`);
+    count(out, t.journeyId, `reason:${t.reason}`);
     // Intent to treat: a user counts in their group from the entry's first step decision,
     // whether or not a touch is ever delivered.
-    if (isFirstStep(rules, t)) count(t.journeyId, `entered:${t.group}:${t.variant}`);
+    if (isFirstStep(rules, t)) count(out, t.journeyId, `entered:${t.group}:${t.variant}`);
     if (t.outcome === 'send' || t.outcome === 'defer') {
       out.outbox.push(encodeOutboxEntry(jobOf(t)));
-      if (t.cost > 0) count(t.journeyId, 'cost', t.cost);
+      if (t.cost > 0) count(out, t.journeyId, 'cost', t.cost);
     }
   }
-  for (const k of r.skipped) count(k.journeyId, `skipped:${k.reason}`);
-  for (const c of r.cancellations) count(c.journeyId, `cancelled:${c.reason}`);
-  for (const c of r.conversions) count(c.journeyId, `converted:${c.group}:${c.variant}`);
-  for (const l of r.lateFollowUps) count(l.journeyId, 'late_follow_up');
+  for (const k of r.skipped) count(out, k.journeyId, `skipped:${k.reason}`);
+  for (const c of r.cancellations) count(out, c.journeyId, `cancelled:${c.reason}`);
+  for (const c of r.conversions) count(out, c.journeyId, `converted:${c.group}:${c.variant}`);
+  for (const l of r.lateFollowUps) count(out, l.journeyId, 'late_follow_up');
   return out;
+}
+
+function count(out: JourneyEffects, journeyId: string, field: string, delta = 1): void {
+  out.counters.push([journeyHash(journeyId), field, delta]);
 }
 
 function isFirstStep(rules: RulesSpec, t: TouchDecision): boolean {

@@ -111,32 +111,36 @@ export class StateQueries {
   /** Users per recorded lifecycle stage, over all lanes. */
   async stageCounts(): Promise<Record<Stage, number>> {
     const out = Object.fromEntries(STAGES.map((s) => [s, 0])) as Record<Stage, number>;
-    const lanes = await this.lanes();
-    const pipeline = this.redis.pipeline();
-    for (const p of lanes) pipeline.hgetall(laneKeys(this.namespace, this.topic, p).hash(CounterHash.stages));
-    for (const [err, v] of (await pipeline.exec()) ?? []) {
-      if (err) throw err;
-      for (const [stage, n] of Object.entries(v as Record<string, string>)) if (stage in out) out[stage as Stage] += Number(n);
-    }
+    for (const [stage, n] of await this.hashTotals(CounterHash.stages)) if (stage in out) out[stage as Stage] += n;
     return out;
   }
 
   /** The days-between-visits histogram of `metric` for visits on `day`. */
   async visitGaps(metric: string, day: number): Promise<Record<GapBucket, number>> {
-    const lanes = await this.lanes();
-    const pipeline = this.redis.pipeline();
-    for (const p of lanes) pipeline.hgetall(laneKeys(this.namespace, this.topic, p).hash(CounterHash.gaps(metric)));
     // Every bucket, zeros included, in order: dashboards and the CLI show a stable shape.
     const out = Object.fromEntries(GAP_BUCKETS.map((b) => [b, 0])) as Record<GapBucket, number>;
     const prefix = `${day}:`;
-    for (const [err, v] of (await pipeline.exec()) ?? []) {
-      if (err) throw err;
-      for (const [field, n] of Object.entries(v as Record<string, string>)) {
-        const bucket = field.slice(prefix.length) as GapBucket;
-        if (field.startsWith(prefix) && bucket in out) out[bucket] += Number(n);
-      }
+    for (const [field, n] of await this.hashTotals(CounterHash.gaps(metric))) {
+      const bucket = field.slice(prefix.length) as GapBucket;
+      if (field.startsWith(prefix) && bucket in out) out[bucket] += n;
     }
     return out;
+  }
+
+  /**
+   * A lane counter hash summed over every lane, field by field (counts are kept per lane so
+   * each commit stays in one slot; every whole-topic answer adds them up here).
+   */
+  async hashTotals(suffix: string): Promise<Map<string, number>> {
+    const lanes = await this.lanes();
+    const pipeline = this.redis.pipeline();
+    for (const p of lanes) pipeline.hgetall(this.keys(p).hash(suffix));
+    const totals = new Map<string, number>();
+    for (const [err, v] of (await pipeline.exec()) ?? []) {
+      if (err) throw err;
+      for (const [field, n] of Object.entries(v as Record<string, string>)) totals.set(field, (totals.get(field) ?? 0) + Number(n));
+    }
+    return totals;
   }
 
   /** The raw state of a user, looked up in every lane (the partitioner is the producer's). */
