@@ -4,7 +4,8 @@ import { defineConfig } from 'vitest/config';
 // (tests/support/global-setup.ts); each test uses its own topic, group and key prefix.
 export default defineConfig({
   test: {
-    include: ['tests/**/*.test.ts'],
+    // tests/chaos (the reliability gauntlet) has its own config: `npm run test:chaos`.
+    include: ['tests/unit/**/*.test.ts', 'tests/integration/**/*.test.ts'],
     globalSetup: ['tests/support/global-setup.ts'],
     // Starting the JVM broker takes a few seconds; tests that produce and consume need headroom
     // on a 2-core machine that also runs the broker and Redis.
