@@ -4,7 +4,7 @@
  * was wrong, the value seen (when it is not personal) and what to do next.
  *
  * Codes are a contract: operators grep logs and alert on them, so never rename one.
- * `tests/unit/errors.test.ts` fails when a code is not documented in `docs/errors.md`.
+ * `tests/unit/errors-doc.test.ts` fails when a code is not documented in `docs/errors.md`.
  */
 
 export const ErrorCodes = {
