@@ -30,8 +30,8 @@ import { applyEvents, CounterHash } from '../src/state/decide.js';
 import { laneKeys } from '../src/state/keys.js';
 import { LaneStore } from '../src/state/lane-store.js';
 import type { StateSpec } from '../src/state/spec.js';
-import { decodeUserState, encodeUserState, type UserState } from '../src/state/user-state.js';
 import { TrafficGenerator } from '../src/tools/loadgen/traffic.js';
+import { applyNaively, type NaiveLane } from './support/naive-step.js';
 import { cpuMicros, mainThreadSched, nowMs, redisCpuSeconds, waitShare } from './support/measure.js';
 import { finishMeta, fmt, fmtInt, formatTable, loadLine, median, progress, runMeta, writeResult } from './support/report.js';
 import { benchServices, cleanup, interrupted, onCleanup } from './support/services.js';
@@ -109,42 +109,12 @@ function nudgeWay(events: AppEvent[], batch: number, spec: StateSpec, now: numbe
   };
 }
 
-/**
- * A hand-written consumer: per event GET, decide, SET, one HINCRBY per counter field, one
- * ZADD/ZREM per timer change and one PFADD per HyperLogLog add, each awaited before the next.
- */
+/** A hand-written consumer (bench/support/naive-step.ts): per event GET, apply, SET, HINCRBY..., each awaited. */
 function naiveWay(events: AppEvent[], spec: StateSpec, now: number): Run {
   return async (redis, namespace) => {
-    const k = laneKeys(namespace, TOPIC, 0);
-    let streamTime = 0;
+    const lane: NaiveLane = { keys: laneKeys(namespace, TOPIC, 0), streamTime: 0 };
     let commands = 0;
-    for (const e of events) {
-      const raw = await redis.get(k.user(e.userId));
-      commands++;
-      const loaded = new Map<string, UserState | undefined>([[e.userId, raw === null ? undefined : decodeUserState(raw)]]);
-      const result = applyEvents([e], loaded, streamTime, now, spec);
-      streamTime = result.streamTime;
-      for (const [userId, state] of result.states) {
-        await redis.set(k.user(userId), encodeUserState(state));
-        commands++;
-      }
-      for (const [suffix, fields] of result.counters) {
-        for (const [field, delta] of fields) {
-          await redis.hincrby(k.hash(suffix), field, delta);
-          commands++;
-        }
-      }
-      for (const [userId, due] of result.timers) {
-        if (due === null) await redis.zrem(k.timers, userId);
-        else await redis.zadd(k.timers, due, userId);
-        commands++;
-      }
-      for (const add of result.hll.values()) {
-        await redis.pfadd(k.hash(CounterHash.hll(add.metric, add.breakdown, add.day, add.value)), ...add.users);
-        commands++;
-      }
-      if (result.outbox.length > 0) throw new Error('a journey fired: this bench compares the state step only');
-    }
+    for (const e of events) commands += await applyNaively(redis, lane, e, spec, now);
     return commands;
   };
 }
