@@ -72,7 +72,17 @@ export interface EngineOptions {
    * `POST /v1/events` hands events to `ingest`. No Kafka client is created.
    */
   embedded?: { source: EventSource; deadLetters: DeadLetterSink; ingest: EventSink };
+  /**
+   * Test seam for the crash tests (tests/chaos/engine-crash.test.ts): called, synchronously, at
+   * the moments where dying is most interesting, so a test can kill the process exactly there.
+   * `touches-committed`: a batch's state and outbox entries are in Redis, the relay not yet
+   * woken. `batch-committed`: a batch is committed in Redis, its Kafka offset not yet. Unset in
+   * production (the offset committer is then the source itself: no wrapper, no cost).
+   */
+  onCrashPoint?: (point: CrashPoint) => void;
 }
+
+export type CrashPoint = 'touches-committed' | 'batch-committed';
 
 const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
@@ -147,13 +157,26 @@ export class Engine {
             clock,
           })
         : null;
+    const crashPoint = o.onCrashPoint;
+    const source = this.source;
     this.lanes = new Lanes({
       store,
-      onTouches: () => this.delivery?.wake(),
+      onTouches: () => {
+        crashPoint?.('touches-committed');
+        this.delivery?.wake();
+      },
       spec: o.spec,
       limits: this.limits(),
       dlq,
-      offsets: this.source,
+      offsets:
+        crashPoint === undefined
+          ? source
+          : {
+              commit: (partition, nextOffset) => {
+                crashPoint('batch-committed');
+                source.commit(partition, nextOffset);
+              },
+            },
       metrics: this.metrics,
       logger,
       clock,
