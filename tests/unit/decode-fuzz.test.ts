@@ -1,6 +1,9 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeEvent, encodeEvent, EVENT_ERROR_CODES, type AppEvent, type DecodeResult } from '../../src/contract/event.js';
+import { eventFromJson, eventToJson } from '../../src/contract/json.js';
 import { DEFAULT_EVENT_LIMITS, parseEvent } from '../../src/contract/validate.js';
 
 // Property tests for the decoder (reliability.md goal G10): whatever the bytes, decodeEvent and
@@ -129,3 +132,205 @@ describe('decoder fuzzing', () => {
     );
   });
 });
+
+// Issue 6 item 6: the shapes an attacker reaches for, each as a property rather than one sample
+// (decode-hostile.test.ts pins the known cases): truncations of arbitrary valid events, nesting
+// at random depths in both formats, and length claims far beyond the input.
+
+/** Every cut of an encoded event: a shorter valid message (fields whole or absent) or UNDECODABLE. */
+describe('decoder fuzzing: truncations, nesting, huge lengths, JSON', () => {
+  it('every prefix of an arbitrary valid event is refused as UNDECODABLE or decodes to a subset (50 events, every cut)', () => {
+    fc.assert(
+      fc.property(arbEvent, (e) => {
+        const full = encodeEvent(e);
+        for (let len = 0; len < full.length; len++) {
+          const r = call(() => decodeEvent(full.subarray(0, len)));
+          assertWellFormed(r, true);
+          if (!r.ok) continue;
+          // A cut on a field boundary: each field is whole or at its default, never a partial string.
+          for (const k of ['eventId', 'userId', 'name', 'channel', 'tz', 'deviceId'] as const) expect([e[k], '']).toContain(r.event[k]);
+          for (const [k, v] of Object.entries(r.event.props)) expect(e.props[k]).toBe(v);
+        }
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('groups nested to a random depth (1..30,000) under any field, balanced or not: typed result, never a stack overflow (300 runs)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 30_000 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.constantFrom('balanced', 'open', 'mismatched'),
+        fc.boolean(),
+        (depth, field, shape, prefixValid) => {
+          const start = (field << 3) | 3;
+          const end = shape === 'mismatched' ? (((field % 20) + 1) << 3) | 4 : (field << 3) | 4;
+          const body = [...new Array<number>(depth).fill(start), ...(shape === 'open' ? [] : new Array<number>(depth).fill(end))];
+          const head = prefixValid ? [...encodeEvent({ ...emptyish, eventId: 'e', userId: 'u', name: 'login', timeMs: NOW })] : [];
+          const input = new Uint8Array([...head, ...body]);
+          if (input.length > DEFAULT_EVENT_LIMITS.maxEventBytes) {
+            const r = call(() => decodeEvent(input));
+            expect(r.ok ? null : r.rejection.code).toBe('NUDGE_EVENT_TOO_LARGE');
+            return;
+          }
+          const r = call(() => decodeEvent(input));
+          assertWellFormed(r, true);
+          // Past the runtime's recursion limit of 100 a balanced run is refused, not skipped.
+          if (depth > 100) expect(r.ok).toBe(false);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('nested props map entries (field 6 inside field 6) at random depths: typed result (200 runs)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5_000 }), (depth) => {
+        // Each level is a length-delimited map entry whose value is the next level.
+        // Built outside in: the length prefixes first, the innermost entry last.
+        const heads: number[][] = [];
+        let length = 3;
+        for (let i = 0; i < depth && length < 60_000; i++) {
+          const head = [0x32, ...varint(length)];
+          heads.push(head);
+          length += head.length;
+        }
+        const inner = new Uint8Array([...heads.reverse().flat(), 0x0a, 0x01, 0x6b]);
+        assertWellFormed(call(() => decodeEvent(inner)), true);
+        assertWellFormed(call(() => parseEvent(inner, DEFAULT_EVENT_LIMITS, NOW)), false);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('length prefixes claiming up to 2^35 bytes on any field are refused, and allocate nothing near the claim (2,000 runs)', () => {
+    const gc = exposeGc();
+    gc();
+    const before = process.memoryUsage();
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 31 }),
+        fc.oneof(fc.integer({ min: 1 << 16, max: 2 ** 31 - 1 }), fc.integer({ min: 2 ** 31, max: 2 ** 35 })),
+        fc.uint8Array({ maxLength: 64 }),
+        (field, claimed, tail) => {
+          const input = new Uint8Array([(field << 3) | 2, ...varint(claimed), ...tail]);
+          const r = call(() => decodeEvent(input));
+          // The claim exceeds what follows, whatever it is: never a decoded event.
+          expect(r.ok ? 'decoded' : r.rejection.code).toBe('NUDGE_EVENT_UNDECODABLE');
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    gc();
+    const after = process.memoryUsage();
+    // 2,000 claims of 64 KiB..32 GiB: had any been allocated, external memory would show it.
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(8 * 1024 * 1024);
+    expect(after.heapUsed - before.heapUsed).toBeLessThan(32 * 1024 * 1024);
+  });
+
+  it('memory stays flat over 100,000 hostile decodes (random bytes, floods, huge claims)', () => {
+    const gc = exposeGc();
+    const samples = fc.sample(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 2048 }),
+        fc.integer({ min: 1, max: 60_000 }).map((n) => new Uint8Array(n).fill(0x0b)),
+        fc.integer({ min: 2 ** 20, max: 2 ** 34 }).map((n) => new Uint8Array([0x32, ...varint(n), 0x0a])),
+      ),
+      { numRuns: 500, seed: 6 },
+    );
+    const round = () => {
+      for (let i = 0; i < 20_000; i++) {
+        const input = samples[i % samples.length] as Uint8Array;
+        decodeEvent(input);
+        parseEvent(input, DEFAULT_EVENT_LIMITS, NOW);
+      }
+    };
+    round(); // warm-up: JIT, tz cache, protobufjs pools
+    gc();
+    const before = process.memoryUsage();
+    for (let r = 0; r < 5; r++) round();
+    gc();
+    const after = process.memoryUsage();
+    // Nothing is retained per input: a leak of even 100 bytes per decode would show as 10 MB.
+    expect(after.heapUsed - before.heapUsed, `heap grew ${after.heapUsed - before.heapUsed} bytes`).toBeLessThan(8 * 1024 * 1024);
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(4 * 1024 * 1024);
+  });
+
+  it('JSON events: any JSON value, deeply nested values and hostile keys give BAD_JSON or an event, never a throw (1,000 runs)', () => {
+    const nested = fc.integer({ min: 1, max: 5_000 }).chain((depth) =>
+      fc.constantFrom('[', '{"a":').map((open) => {
+        const close = open === '[' ? ']' : '}';
+        return JSON.parse(open.repeat(depth) + '1' + close.repeat(depth)) as unknown;
+      }),
+    );
+    const eventLike = fc.record(
+      {
+        event_id: fc.oneof(fc.string(), fc.jsonValue({ maxDepth: 3 }), nested),
+        user_id: fc.oneof(fc.string(), fc.jsonValue({ maxDepth: 3 })),
+        name: fc.oneof(fc.constant('login'), fc.jsonValue({ maxDepth: 2 })),
+        time_ms: fc.oneof(fc.integer(), fc.string(), fc.double(), fc.constant('2026-03-01T08:00:00+08:00')),
+        props: fc.oneof(fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('__proto__', 'constructor')), fc.jsonValue({ maxDepth: 3 })), nested),
+        value: fc.oneof(fc.double(), fc.string(), nested),
+      },
+      { requiredKeys: [] },
+    );
+    const protoNames = Object.getOwnPropertyNames(Object.prototype).sort();
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue(), nested, eventLike, fc.anything()), (value) => {
+        let r: DecodeResult | undefined;
+        expect(() => {
+          r = eventFromJson(value);
+        }).not.toThrow();
+        const result = r as DecodeResult;
+        if (!result.ok) expect(result.rejection.code).toBe('NUDGE_EVENT_BAD_JSON');
+        else assertWellFormed(result, false);
+      }),
+      { numRuns: 1000 },
+    );
+    expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(protoNames);
+  });
+
+  it('rejection messages never quote the event: a canary in any string field stays out of the reason (2,000 runs)', () => {
+    const CANARY = 'Canary13800138000';
+    const field = fc.constantFrom('eventId', 'userId', 'name', 'channel', 'tz', 'deviceId', 'propKey', 'propValue');
+    fc.assert(
+      fc.property(arbEvent, field, fc.nat(600), (e, where, pad) => {
+        const planted = CANARY + 'x'.repeat(pad);
+        const ev: AppEvent = { ...e, props: Object.assign(Object.create(null) as Record<string, string>, e.props) };
+        if (where === 'propKey') ev.props[planted] = 'v';
+        else if (where === 'propValue') ev.props.k = planted;
+        else ev[where] = planted;
+        const bytes = encodeEvent(ev);
+        for (const input of [bytes, bytes.subarray(0, bytes.length - 1)]) {
+          const r = call(() => parseEvent(input, DEFAULT_EVENT_LIMITS, NOW));
+          if (!r.ok) expect(r.rejection.message).not.toContain(CANARY);
+        }
+        const j = eventFromJson({ ...eventToJson(ev), extra_field_with_name: planted, [planted]: 1 });
+        if (!j.ok) expect(j.rejection.message).not.toContain(CANARY);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+const emptyish: AppEvent = { eventId: '', userId: '', name: '', timeMs: 0, channel: '', props: Object.create(null) as Record<string, string>, value: 0, tz: '', deviceId: '', sentMs: 0 };
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  let v = n;
+  while (v >= 0x80) {
+    out.push((v % 0x80) | 0x80);
+    v = Math.floor(v / 0x80);
+  }
+  out.push(v);
+  return out;
+}
+
+/** The V8 collector, so heap figures compare live data rather than garbage not yet swept. */
+function exposeGc(): () => void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g !== undefined) return g;
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+}
