@@ -1,0 +1,234 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import kafkaJs from '@confluentinc/kafka-javascript';
+import { Redis } from 'ioredis';
+import { decodeEvent } from '../../src/contract/event.js';
+import { freePort, startRedisServer, type RedisServerHandle } from '../../src/dev/redis-server.js';
+import { startKafkaBroker, type KafkaBrokerHandle } from '../../scripts/services/kafka-broker.js';
+import { withAdmin } from './kafka-admin.js';
+import type { RefSpec } from './reference-model.js';
+
+/**
+ * Services the chaos tests kill and start again (issue 6 items 3, 4 and 8): a private
+ * redis-server and a private Kafka broker, each restartable on the same port and data dir, so
+ * the engine's connections point at the same address before and after. The shared services of
+ * the global setup are never killed: other test files use them.
+ */
+
+export interface RestartableRedis {
+  readonly url: string;
+  readonly port: number;
+  readonly dir: string;
+  /** The current redis-server process. */
+  readonly server: RedisServerHandle;
+  /** SIGKILL: no AOF rewrite, no flush beyond what `appendfsync` already did. */
+  crash(): Promise<void>;
+  /** Starts redis-server again on the same port and dir; it reloads the AOF before "ready". */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A private redis-server with the append-only file on, `appendfsync` as given. */
+export async function startRestartableRedis(o: { appendfsync?: 'always' | 'everysec' | 'no'; extraArgs?: string[] } = {}): Promise<RestartableRedis> {
+  const dir = await mkdtemp(join(tmpdir(), 'nudge-chaos-redis-'));
+  const port = await freePort();
+  const args = ['--appendfsync', o.appendfsync ?? 'everysec', ...(o.extraArgs ?? [])];
+  const start = () => startRedisServer({ port, dir, appendonly: true, extraArgs: args, readyTimeoutMs: 60_000 });
+  let server = await start();
+  return {
+    url: server.url,
+    port,
+    dir,
+    get server() {
+      return server;
+    },
+    crash: () => server.kill('SIGKILL'),
+    async restart() {
+      server = await start();
+    },
+    async stop() {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RestartableBroker {
+  readonly brokers: string;
+  readonly broker: KafkaBrokerHandle;
+  crash(): Promise<void>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A private single-node KRaft broker that survives SIGKILL and restart on its data dir. The
+ * broker's own session with its controller is shortened (9 s by default), so a restarted
+ * broker is not kept waiting for its dead self's session to expire.
+ */
+export async function startRestartableBroker(): Promise<RestartableBroker> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'nudge-chaos-kafka-'));
+  const port = await freePort();
+  let controllerPort = await freePort();
+  while (controllerPort === port) controllerPort = await freePort();
+  const start = () =>
+    startKafkaBroker({
+      port,
+      controllerPort,
+      dataDir,
+      properties: { 'broker.session.timeout.ms': 3000, 'broker.heartbeat.interval.ms': 500 },
+      readyTimeoutMs: 120_000,
+    });
+  let broker = await start();
+  return {
+    brokers: broker.brokers,
+    get broker() {
+      return broker;
+    },
+    crash: () => broker.kill(),
+    async restart() {
+      broker = await start();
+    },
+    async stop() {
+      await broker.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One message as the topic holds it. */
+export interface TopicMessage {
+  partition: number;
+  offset: number;
+  value: Buffer;
+}
+
+/**
+ * Reads every message of a topic up to the high watermarks taken at the call, with a group
+ * of its own: what the broker really holds, the ground truth that "nothing lost" is checked
+ * against (not the producer's own count of what it sent).
+ */
+export async function readTopic(brokers: string, topic: string, timeoutMs = 120_000): Promise<TopicMessage[]> {
+  const ends = await withAdmin(brokers, async (admin) => new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)])));
+  const total = [...ends.values()].reduce((a, b) => a + b, 0);
+  const out: TopicMessage[] = [];
+  if (total === 0) return out;
+  const { Kafka, logLevel } = kafkaJs.KafkaJS;
+  const consumer = new Kafka({ kafkaJS: { brokers: brokers.split(','), logLevel: logLevel.NOTHING } }).consumer({
+    kafkaJS: { groupId: `chaos-read-${randomBytes(4).toString('hex')}`, fromBeginning: true, autoCommit: false },
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`read ${out.length} of ${total} messages of ${topic} within ${timeoutMs} ms`)), timeoutMs);
+      void consumer.run({
+        eachMessage: async ({ partition, message }) => {
+          if (Number(message.offset) >= (ends.get(partition) ?? 0)) return;
+          out.push({ partition, offset: Number(message.offset), value: message.value ?? Buffer.alloc(0) });
+          if (out.length >= total) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      });
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+}
+
+/** The event id a message's bytes carry, or null when they do not decode. */
+export function eventIdOf(value: Buffer): string | null {
+  const decoded = decodeEvent(value);
+  return decoded.ok ? decoded.event.eventId : null;
+}
+
+/** The `used_memory` INFO field, bytes. */
+export async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? Number.NaN);
+}
+
+/**
+ * Polls `read` until `done` holds (a condition in another process or server, with no event to
+ * await), failing after `timeoutMs` with what was last seen.
+ */
+export async function pollUntil<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, timeoutMs: number, pollMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read().catch((err: unknown) => err as T);
+    if (!(v instanceof Error) && done(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${v instanceof Error ? v.message : JSON.stringify(v)})`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+// The state section every chaos test runs with, twice: as the engine's YAML and as the
+// reference model's spec (written side by side so a difference is visible).
+export const DAY = 86_400_000;
+export const ZONE = 'Asia/Shanghai';
+
+export const STATE_YAML = `
+time:
+  reportingTimeZone: ${ZONE}
+  allowedLateness: 2h
+  maxFutureSkew: 5m
+activity:
+  metrics:
+    - name: active
+    - name: financial
+      events: [transfer_done, fund_purchase, payment]
+lifecycle:
+  newFor: 7d
+  dormantAfter: 14d
+  churnedAfter: 30d
+  reactivatedFor: 7d
+  sweepInterval: 200ms
+behaviour:
+  counters:
+    - name: loan_views
+      match: { name: page_view, props: { page: loan_detail } }
+      keep: 3
+      within: 24h
+  streaks:
+    - name: checkin
+      match: { name: checkin }
+`;
+
+export const STATE_REF_SPEC: RefSpec = {
+  reportingTimeZone: ZONE,
+  allowedLatenessMs: 2 * 3_600_000,
+  maxFutureSkewMs: 5 * 60_000,
+  metrics: [
+    { name: 'active', events: null },
+    { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] },
+  ],
+  newForMs: 7 * DAY,
+  dormantAfterMs: 14 * DAY,
+  churnedAfterMs: 30 * DAY,
+  reactivatedForMs: 7 * DAY,
+  counters: [{ name: 'loan_views', eventName: 'page_view', props: { page: 'loan_detail' }, keep: 3, withinMs: DAY }],
+  streaks: [{ name: 'checkin', eventName: 'checkin' }],
+  recentIds: 32,
+};
+
+/**
+ * The `kafka:` section: the broker's minimum session timeout (6 s), so partitions of a member
+ * that stopped answering move on quickly.
+ */
+export function kafkaYaml(brokers: string, topic: string, groupId: string): string {
+  return `
+kafka:
+  brokers: [${brokers}]
+  topic: ${topic}
+  dlqTopic: ${topic}.dlq
+  groupId: ${groupId}
+  librdkafka:
+    session.timeout.ms: 6000
+    heartbeat.interval.ms: 500
+`;
+}
