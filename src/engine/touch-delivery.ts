@@ -2,9 +2,8 @@ import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { NudgeConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { touchIdOf } from '../rules/assignment.js';
-import { consentFor } from '../rules/consent.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
+import { refusedAtSend } from '../rules/send-time-check.js';
 import type { StateQueries } from '../state/queries.js';
 import { dayNumber } from '../time/calendar.js';
 import { BudgetLedger } from '../touches/budget-ledger.js';
@@ -132,7 +131,8 @@ function adaptersOf(config: NudgeConfig, rules: RulesSpec, logger: Logger, disab
 
 /**
  * The policy gate again, just before a provider is called: the user may have opted out or
- * left the journey since the decision, and the journey's budget is charged now, atomically.
+ * left the journey since the decision (rules/send-time-check.ts), and the journey's budget is
+ * charged now, atomically.
  */
 function sendTimeRecheck(o: TouchDeliveryOptions, budgets: BudgetLedger): RecheckFn {
   const clock = o.clock ?? Date.now;
@@ -141,16 +141,8 @@ function sendTimeRecheck(o: TouchDeliveryOptions, budgets: BudgetLedger): Rechec
     const journey = journeys.get(job.journeyId);
     if (journey === undefined) return { send: false, reason: 'journey_removed' };
     const state = await o.queries.userState(job.userId);
-    const js = state?.journeys;
-    if (!consentFor(o.rules.policy, js?.consent ?? {}, job.channel).granted) return { send: false, reason: 'no_consent_at_send' };
-    // Called off when the user left the very entry this touch belongs to. Compared by identity
-    // (the touch id derives from the entry's occurrence), not by time: the exit's time is event
-    // time and the decision's is the wall clock, and mixing them let cancelled touches through
-    // (regression: tests/integration/journeys-reference.test.ts, the exit race).
-    const entry = js?.entries[job.journeyId];
-    if (entry?.exitedAt !== undefined && touchIdOf({ journeyId: job.journeyId, stepId: job.stepId, userId: job.userId, occurrence: entry.occurrence }) === job.touchId) {
-      return { send: false, reason: 'exited_before_send' };
-    }
+    const refused = refusedAtSend(o.rules.policy, state?.journeys, job);
+    if (refused !== null) return { send: false, reason: refused };
     const b = journey.budget;
     if (b !== null && b.costPerTouch > 0) {
       const outcome = await budgets.reserve(job.journeyId, job.touchId, { cost: b.costPerTouch, total: b.total, perDay: b.perDay }, dayNumber(clock(), o.rules.reportingTimeZone));

@@ -3,6 +3,7 @@ import { applyConsentEvent } from './consent.js';
 import type { DecideContext } from './decisions.js';
 import { addWait } from './enter-journey.js';
 import { matchesFilter } from './filter.js';
+import { cancelledKeepMs, recordCancelledTouch } from './journey-state.js';
 import type { Filter } from './rules-spec.js';
 
 /**
@@ -40,6 +41,7 @@ function applyExits(ctx: DecideContext, e: AppEvent): void {
     for (const p of entry.pending) {
       if (p.sendAt <= ctx.now) continue;
       ctx.out.cancellations.push({ journeyId: j.id, reason: 'exit', kind: 'touch', touchId: p.touchId, key: '' });
+      recordCancelledTouch(state, p.touchId, p.sendAt + cancelledKeepMs(ctx.spec));
       state.history = state.history.filter((h) => h.touchId !== p.touchId);
     }
     entry.pending = [];

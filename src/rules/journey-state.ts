@@ -1,4 +1,5 @@
 import type { Group } from './assignment.js';
+import type { RulesSpec } from './rules-spec.js';
 
 /**
  * What the rules keep per user, as plain JSON the state step stores inside the user's state.
@@ -20,6 +21,18 @@ export interface JourneyUserState {
   firstTimeSeen: string[];
   /** Absence waits that fired recently, so a late awaited event is counted. */
   fired: FiredAbsence[];
+  /**
+   * Touches an exit called off before their send time, until their job can no longer run.
+   * The worker's send-time re-check refuses these ids: the entry's `exitedAt` alone is not
+   * enough, because a re-entry before the cancelled touch's sendAt replaces the entry.
+   */
+  cancelled: CancelledTouch[];
+}
+
+export interface CancelledTouch {
+  touchId: string;
+  /** Forgotten after this time: the touch's sendAt plus `cancelledKeepMs`. */
+  until: number;
 }
 
 export interface JourneyEntry {
@@ -71,10 +84,40 @@ export const JOURNEY_STATE_BOUNDS = {
   history: 64,
   fired: 16,
   consentChannels: 16,
+  cancelled: 32,
 } as const;
 
+/**
+ * How long past its sendAt a cancelled touch id is kept. A job can run after its sendAt (a
+ * worker backlog, retries with backoff, a channel's rate limit), so the id must outlive it:
+ * a day, or the longest step delay of any journey when that is longer.
+ */
+export function cancelledKeepMs(spec: Pick<RulesSpec, 'journeys'>): number {
+  let keep = CANCELLED_KEEP.get(spec);
+  if (keep === undefined) {
+    keep = 86_400_000;
+    for (const j of spec.journeys) for (const s of j.steps) keep = Math.max(keep, s.timing.delayMs);
+    CANCELLED_KEEP.set(spec, keep);
+  }
+  return keep;
+}
+const CANCELLED_KEEP = new WeakMap<object, number>();
+
+/**
+ * Records a touch called off before its send time. Bounded: past the bound, the id that expires
+ * first makes room (the touch furthest in the past, whose job most likely ran already).
+ */
+export function recordCancelledTouch(s: JourneyUserState, touchId: string, until: number): void {
+  if (s.cancelled.some((c) => c.touchId === touchId)) return;
+  s.cancelled.push({ touchId, until });
+  if (s.cancelled.length > JOURNEY_STATE_BOUNDS.cancelled) {
+    s.cancelled.sort((a, b) => a.until - b.until);
+    s.cancelled = s.cancelled.slice(-JOURNEY_STATE_BOUNDS.cancelled);
+  }
+}
+
 export function emptyJourneyState(): JourneyUserState {
-  return { entries: {}, waits: [], history: [], lastTouchByChannel: {}, consent: {}, firstTimeSeen: [], fired: [] };
+  return { entries: {}, waits: [], history: [], lastTouchByChannel: {}, consent: {}, firstTimeSeen: [], fired: [], cancelled: [] };
 }
 
 /**
@@ -95,6 +138,7 @@ export function cloneJourneyState(s: JourneyUserState): JourneyUserState {
     consent: { ...s.consent },
     firstTimeSeen: [...(s.firstTimeSeen ?? [])],
     fired: (s.fired ?? []).map((f) => ({ ...f })),
+    cancelled: (s.cancelled ?? []).map((c) => ({ ...c })),
   };
 }
 
@@ -130,6 +174,7 @@ export function pruneJourneyState(s: JourneyUserState, journeyIds: ReadonlySet<s
     s.fired = s.fired.filter((f) => f.until > now && journeyIds.has(f.journeyId));
     if (s.fired.length > JOURNEY_STATE_BOUNDS.fired) s.fired = s.fired.slice(-JOURNEY_STATE_BOUNDS.fired);
   }
+  if (s.cancelled.length > 0 && s.cancelled.some((c) => c.until <= now)) s.cancelled = s.cancelled.filter((c) => c.until > now);
 }
 
 /** True while an entry has a later step waiting or a touch not yet due. */

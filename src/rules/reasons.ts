@@ -39,7 +39,21 @@ export const CANCEL_REASONS = {
   exit: 'An exit event ended the journey for the user.',
 } as const;
 
+/**
+ * Why a worker did not send a decided touch (the job completes as `suppressed` with this
+ * reason): the policy gate again at send time, with the state and budget of that moment.
+ */
+export const SEND_REASONS = {
+  no_consent_at_send: 'The user withdrew consent for the channel after the decision.',
+  exited_before_send: 'An exit event ended the touch\'s journey entry before its send time.',
+  cancelled_before_send: 'An exit called the touch off before its send time (the user may have re-entered since).',
+  journey_removed: 'The journey is no longer configured.',
+  budget_exhausted: 'The journey\'s total budget was spent by the time of sending.',
+  daily_budget_exhausted: 'The journey\'s budget for the day was spent by the time of sending.',
+} as const;
+
 export type TouchReason = keyof typeof TOUCH_REASONS;
+export type SendReason = keyof typeof SEND_REASONS;
 export type SkipReason = keyof typeof SKIP_REASONS;
 export type CancelReason = keyof typeof CANCEL_REASONS;
 export type Outcome = 'send' | 'defer' | 'suppress' | 'holdout';

@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { encodeEvent, type AppEvent } from '../../src/contract/event.js';
+import { Engine } from '../../src/engine/engine.js';
+import { compileStateSpec } from '../../src/engine/state-spec.js';
+import { silentLogger } from '../../src/log.js';
+import { createMetricsRegistry } from '../../src/metrics/registry.js';
+import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
+import { dropNamespace, produceLog, testConfig } from '../support/engine-harness.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import { webhookSecret } from '../support/touch-harness.js';
+
+/**
+ * Regression: a delayed touch cancelled by an exit was still delivered when the user re-entered
+ * the journey before its sendAt (the send-time re-check compared the touch with the user's
+ * current entry, which the re-entry had replaced). Real broker, engine, Redis, BullMQ workers
+ * and a signed webhook to a recording server on loopback: the cancelled touch's job runs at its
+ * sendAt and must be refused (cancelled_before_send); the re-entry's touch and a control user's
+ * touch arrive, once each.
+ */
+const secret = webhookSecret();
+const topic = uniqueName('jcancel');
+const namespace = `jc${randomBytes(4).toString('hex')}`;
+const queueName = `touches-${randomBytes(3).toString('hex')}`;
+// Long enough that the exit is applied before the first sendAt even on a loaded machine.
+const DELAY_MS = 8_000;
+let receiver: WebhookReceiver;
+let redis: Redis;
+let queue: Queue;
+let engine: Engine;
+
+function yaml(url: string): string {
+  return `
+kafka: { brokers: [${inject('kafkaBrokers')}], topic: ${topic}, dlqTopic: ${topic}.dlq, groupId: ${uniqueName('jcgroup')} }
+redis: { url: ${inject('redisUrl')}, keyPrefix: ${namespace} }
+http: { port: 0 }
+time: { reportingTimeZone: UTC, maxTriggerAge: 1h }
+lifecycle: { sweepInterval: 50ms }
+touches:
+  queue: ${queueName}
+  channels:
+    hook: { adapter: webhook, url: "${url}", secret: "${secret}", allowPrivateAddresses: true, timeout: 2s }
+journeys:
+  - id: offer
+    priority: 10
+    trigger: { type: event, match: { name: viewed } }
+    exitOn: [{ name: applied }]
+    reEntry: { cooldown: 1s }
+    channel: hook
+    template: offer
+    steps:
+      - { id: push, delay: ${DELAY_MS}ms }
+    useGlobalHoldout: false
+`;
+}
+
+let n = 0;
+function ev(userId: string, name: string, timeMs: number): AppEvent {
+  return { eventId: `${namespace}-${n++}`, userId, name, timeMs, channel: 'app', props: {}, value: 0, tz: 'UTC', deviceId: '', sentMs: 0 };
+}
+
+describe('a touch cancelled by an exit, then a re-entry before its sendAt', () => {
+  beforeAll(async () => {
+    receiver = await startWebhookReceiver(secret);
+    redis = new Redis(inject('redisUrl'));
+    queue = new Queue(queueName, { connection: new Redis(inject('redisUrl'), { maxRetriesPerRequest: null }) });
+    await createTopic(inject('kafkaBrokers'), topic, 1);
+    await createTopic(inject('kafkaBrokers'), `${topic}.dlq`, 1);
+    const { config } = testConfig(yaml(`${receiver.url}/hooks`));
+    engine = new Engine({ config, spec: compileStateSpec(config), logger: silentLogger(), registry: createMetricsRegistry() });
+    await engine.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await engine?.stop();
+    await receiver?.close();
+    await queue?.obliterate({ force: true }).catch(() => undefined);
+    await queue?.close();
+    await dropNamespace(redis, namespace);
+    for (const pattern of [`${namespace}:touches:*`, `{${namespace}:touches:*`]) {
+      const keys = await redis.keys(pattern);
+      if (keys.length) await redis.unlink(...keys);
+    }
+    await redis.quit();
+    await deleteTopics(inject('kafkaBrokers'), [topic, `${topic}.dlq`]);
+  });
+
+  it('never delivers the cancelled touch; delivers the re-entry and the control once each', async () => {
+    const now = Date.now();
+    // Event times are set, not slept for: the re-entry is 1.5 s after the first entry (past the
+    // 1 s cool-down) and all three are before the first touch's sendAt (first view + 8 s).
+    const first = ev('dana', 'viewed', now - 1_500);
+    const exit = ev('dana', 'applied', now - 1_000);
+    const again = ev('dana', 'viewed', now);
+    const control = ev('eli', 'viewed', now);
+    const events = [first, exit, again, control];
+    await produceLog(inject('kafkaBrokers'), topic, events.map((e) => ({ partition: 0, key: e.userId, value: Buffer.from(encodeEvent(e)), ref: { partition: 0, event: null } })));
+
+    // Three jobs: the cancelled one (its delayed job stays in BullMQ), the re-entry's, the control's.
+    const byTrigger = async () => new Map((await queue.getJobs(['completed', 'failed', 'delayed', 'waiting', 'active'])).map((j) => [String((j.data as { triggerEventId: string }).triggerEventId), j]));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const jobs = await byTrigger();
+      const done = [first, again, control].every((e) => jobs.get(e.eventId)?.finishedOn !== undefined);
+      if (done && receiver.requests.length >= 2) break;
+      if (Date.now() > deadline) throw new Error(`jobs not finished within 30 s: ${[...jobs.values()].map((j) => `${String((j.data as { triggerEventId: string }).triggerEventId)}:${j.finishedOn ?? 'open'}`).join(', ')}; deliveries ${receiver.requests.length}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const jobs = await byTrigger();
+    const cancelled = jobs.get(first.eventId)!;
+    // The worker ran the cancelled job at its sendAt and refused it with the reason code.
+    expect(cancelled.returnvalue).toEqual({ outcome: 'suppressed', reason: 'cancelled_before_send' });
+    expect((cancelled.data as { sendAt: number }).sendAt).toBe(first.timeMs + DELAY_MS);
+
+    const delivered = receiver.requests.map((r) => r.id).sort();
+    expect(delivered).toEqual([jobs.get(again.eventId)!.id!, jobs.get(control.eventId)!.id!].sort());
+    expect(delivered).not.toContain(cancelled.id);
+    for (const r of receiver.requests) expect(r.verified).toMatchObject({ ok: true });
+    expect(jobs.get(again.eventId)!.returnvalue).toEqual({ outcome: 'sent' });
+
+    const stats = (await (await fetch(`${engine.opsUrl}/v1/journeys/offer/stats`)).json()) as { decisions: Record<string, number>; cancelled: Record<string, number> };
+    expect(stats.decisions).toEqual({ send: 3 });
+    expect(stats.cancelled).toEqual({ exit: 1 });
+  }, 60_000);
+});
