@@ -223,7 +223,7 @@ export class Engine {
       });
       registerQueryRoutes(this.ops, this.queries, { clock: this.o.clock ?? Date.now, reportingTimeZone: this.o.spec.reportingTimeZone, metrics: this.o.spec.metrics.map((m) => m.name), breakdowns: this.o.spec.breakdowns.map((b) => b.name),
         journeys: (this.o.spec.rules?.journeys ?? []).map((j) => ({ id: j.id, description: j.description, priority: j.priority })),
-        journeyStats: (id) => journeyStats(this.queries, id),
+        journeyStats: (id) => journeyStats(this.queries, id, new BudgetLedger(this.redis, this.o.config.redis.keyPrefix)),
         ...(this.delivery !== null ? { failedTouches: () => (this.delivery as TouchDelivery).failed() } : {}),
       });
       registerIngestRoute(this.ops, this.o.embedded?.ingest ?? (this.producer as EventProducer), { topic: config.kafka.topic, limits: this.limits(), clock: Date.now });

@@ -18,8 +18,15 @@ export interface JourneyStats {
   skipped: Record<string, number>;
   cancelled: Record<string, number>;
   lateFollowUps: number;
-  /** Cost of the touches decided (the budget is charged at send time). */
-  cost: number;
+  /**
+   * What the journey's touches were charged: the budget ledger, charged atomically when a touch
+   * is about to be sent, so it counts what was paid for, not what was decided (a decided touch
+   * can still be refused at send: budget spent by then, an opt-out, an exit). null when the
+   * caller did not read the ledger.
+   */
+  cost: number | null;
+  /** Cost of the touches decided to send or defer: what the decisions expected to charge. */
+  costDecided: number;
   /** Intent to treat: users by the group they were assigned on entry, delivered or not. */
   variants: Record<string, GroupStats>;
   holdout: GroupStats;
@@ -32,12 +39,18 @@ export interface JourneyStats {
  * Reads a journey's counters from every lane (they are committed with the state, so they are
  * exactly once) and derives rates and lift.
  */
-export async function journeyStats(queries: StateQueries, journeyId: string): Promise<JourneyStats> {
-  return statsFromCounters(journeyId, await queries.hashTotals(journeyHash(journeyId)));
+export async function journeyStats(queries: StateQueries, journeyId: string, ledger?: ChargedCost): Promise<JourneyStats> {
+  const [totals, charged] = await Promise.all([queries.hashTotals(journeyHash(journeyId)), ledger?.charged(journeyId) ?? null]);
+  return statsFromCounters(journeyId, totals, charged);
 }
 
-/** Pure: the stats of a journey from its summed counter fields. */
-export function statsFromCounters(journeyId: string, totals: ReadonlyMap<string, number>): JourneyStats {
+/** What a journey's touches were charged in all (touches/budget-ledger.ts). */
+export interface ChargedCost {
+  charged(journeyId: string): Promise<number>;
+}
+
+/** Pure: the stats of a journey from its summed counter fields and its charged cost. */
+export function statsFromCounters(journeyId: string, totals: ReadonlyMap<string, number>, charged: number | null = null): JourneyStats {
   const pick = (prefix: string): Record<string, number> => {
     const out: Record<string, number> = {};
     for (const [field, n] of totals) if (field.startsWith(prefix)) out[field.slice(prefix.length)] = n;
@@ -67,7 +80,8 @@ export function statsFromCounters(journeyId: string, totals: ReadonlyMap<string,
     skipped: pick('skipped:'),
     cancelled: pick('cancelled:'),
     lateFollowUps: totals.get('late_follow_up') ?? 0,
-    cost: totals.get('cost') ?? 0,
+    cost: charged,
+    costDecided: totals.get('cost') ?? 0,
     variants,
     holdout: stats(holdout.users, holdout.conversions),
     globalHoldout: stats(global.users, global.conversions),

@@ -77,6 +77,7 @@ function effectsOf(rules: RulesSpec, r: JourneyStepResult): JourneyEffects {
     if (isFirstStep(rules, t)) count(out, t.journeyId, `entered:${t.group}:${t.variant}`);
     if (t.outcome === 'send' || t.outcome === 'defer') {
       out.outbox.push(encodeOutboxEntry(jobOf(t)));
+      // What the decision expects to charge (the stats' costDecided); the ledger charges at send.
       if (t.cost > 0) count(out, t.journeyId, 'cost', t.cost);
     }
   }

@@ -45,6 +45,11 @@ export class BudgetLedger {
     return code === -1 ? 'budget_exhausted' : 'daily_budget_exhausted';
   }
 
+  /** What a journey's touches were charged in all: the stats' `cost`. */
+  async charged(journeyId: string): Promise<number> {
+    return Number((await this.redis.hget(this.keys.budget(journeyId), 'total')) ?? 0);
+  }
+
   /** What a journey has spent in total and on `day`. */
   async spent(journeyId: string, day: number): Promise<{ total: number; today: number }> {
     const [total, today] = await this.redis.hmget(this.keys.budget(journeyId), 'total', `d:${day}`);

@@ -13,12 +13,18 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
 import { webhookSecret } from '../support/touch-harness.js';
 
 /**
+ * The send-time re-check through the real engine and workers.
+ *
  * Regression: a delayed touch cancelled by an exit was still delivered when the user re-entered
  * the journey before its sendAt (the send-time re-check compared the touch with the user's
  * current entry, which the re-entry had replaced). Real broker, engine, Redis, BullMQ workers
  * and a signed webhook to a recording server on loopback: the cancelled touch's job runs at its
  * sendAt and must be refused (cancelled_before_send); the re-entry's touch and a control user's
  * touch arrive, once each.
+ *
+ * Budgets: the journey stats' `cost` is what the budget ledger charged at send time, not what
+ * was decided: with a budget for two touches and three users qualifying at once, every lane
+ * may decide a touch, but only two are charged and delivered.
  */
 const secret = webhookSecret();
 const topic = uniqueName('jcancel');
@@ -53,6 +59,13 @@ journeys:
     steps:
       - { id: push, delay: ${DELAY_MS}ms }
     useGlobalHoldout: false
+  - id: reward
+    priority: 5
+    trigger: { type: event, match: { name: claimed } }
+    channel: hook
+    template: reward
+    budget: { total: 2, costPerTouch: 1 }
+    useGlobalHoldout: false
 `;
 }
 
@@ -61,7 +74,7 @@ function ev(userId: string, name: string, timeMs: number): AppEvent {
   return { eventId: `${namespace}-${n++}`, userId, name, timeMs, channel: 'app', props: {}, value: 0, tz: 'UTC', deviceId: '', sentMs: 0 };
 }
 
-describe('a touch cancelled by an exit, then a re-entry before its sendAt', () => {
+describe('send-time re-check through the engine to a webhook', () => {
   beforeAll(async () => {
     receiver = await startWebhookReceiver(secret);
     redis = new Redis(inject('redisUrl'));
@@ -123,5 +136,32 @@ describe('a touch cancelled by an exit, then a re-entry before its sendAt', () =
     const stats = (await (await fetch(`${engine.opsUrl}/v1/journeys/offer/stats`)).json()) as { decisions: Record<string, number>; cancelled: Record<string, number> };
     expect(stats.decisions).toEqual({ send: 3 });
     expect(stats.cancelled).toEqual({ exit: 1 });
+  }, 60_000);
+
+  it('counts as cost what the budget ledger charged at send, and never sends past the budget', async () => {
+    const claims = ['fay', 'gus', 'hal'].map((u) => ev(u, 'claimed', Date.now()));
+    await produceLog(inject('kafkaBrokers'), topic, claims.map((e) => ({ partition: 0, key: e.userId, value: Buffer.from(encodeEvent(e)), ref: { partition: 0, event: null } })));
+    const ids = new Set(claims.map((e) => e.eventId));
+    const finished = async () => (await queue.getJobs(['completed', 'failed'])).filter((j) => ids.has(String((j.data as { triggerEventId: string }).triggerEventId)));
+    const stats = async () => (await (await fetch(`${engine.opsUrl}/v1/journeys/reward/stats`)).json()) as { decisions: Record<string, number>; reasons: Record<string, number>; cost: number; costDecided: number };
+    const deadline = Date.now() + 30_000;
+    // Every claim's decision is counted and every decided job has run.
+    while ((await finished()).length < ((await stats()).decisions.send ?? 0) || Object.values((await stats()).reasons).reduce((a, b) => a + b, 0) < 3) {
+      if (Date.now() > deadline) throw new Error(`reward jobs not finished within 30 s: ${JSON.stringify(await stats())}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const jobs = await finished();
+    const sent = jobs.filter((j) => (j.returnvalue as { outcome: string }).outcome === 'sent');
+    const refused = jobs.filter((j) => (j.returnvalue as { outcome: string }).outcome !== 'sent');
+    expect(sent).toHaveLength(2);
+    for (const j of refused) expect(j.returnvalue).toEqual({ outcome: 'suppressed', reason: 'budget_exhausted' });
+    const delivered = receiver.requests.filter((r) => (JSON.parse(r.body) as { data?: { journeyId?: string } }).data?.journeyId === 'reward').map((r) => r.id);
+    expect(delivered.sort()).toEqual(sent.map((j) => j.id!).sort());
+
+    const s = await stats();
+    expect(s.cost).toBe(2);
+    // Decided: one per touch the decision step let through (send or defer), each costing 1.
+    expect(s.costDecided).toBe(jobs.length);
+    expect(s.costDecided).toBeGreaterThanOrEqual(s.cost);
   }, 60_000);
 });
