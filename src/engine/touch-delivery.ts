@@ -54,6 +54,10 @@ export class TouchDelivery {
     this.connection = new Redis(url, { ...options, maxRetriesPerRequest: null });
     this.connection.on('error', (err: Error) => o.logger.warn({ err: err.message }, 'touch queue: redis connection error; retrying'));
     this.queue = openTouchQueue({ connection: this.connection, name: o.config.touches.queue });
+    // Without a listener BullMQ's Queue prints the raw ioredis error with console.error, and a
+    // failed login's error carries the command, `HELLO 3 AUTH <user> <password>`: the password
+    // reached stderr (tests/chaos/access.test.ts). The connection's listener above logs it.
+    this.queue.on('error', () => {});
     this.metrics = new TouchMetrics(o.registry, channelsOf(o.config, o.rules));
   }
 
