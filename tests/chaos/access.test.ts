@@ -1,0 +1,348 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { encodeEvent, type AppEvent } from '../../src/contract/event.js';
+import { exitOf, startRedisServer, type ProcessExit, type RedisServerHandle } from '../../src/dev/redis-server.js';
+import { compileStateSpec } from '../../src/engine/state-spec.js';
+import { StateQueries } from '../../src/state/queries.js';
+import { ioredisOptions } from '../../src/state/redis-options.js';
+import { dropNamespace, highWatermarks, produceLog, testConfig, waitForLanes } from '../support/engine-harness.js';
+import { metricValue, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { refTouchId } from '../support/journey-reference.js';
+import { verifyStandardWebhook } from '../support/journey-scenario.js';
+import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
+import { countMismatches, userMismatches } from '../support/reference-compare.js';
+import { buildReferenceLog, partitionOf, type LogMessage } from '../support/reference-log.js';
+import { runReference, type RefResult, type RefSpec } from '../support/reference-model.js';
+import { webhookSecret } from '../support/touch-harness.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+
+/**
+ * Issue 6, item 10 (access), against real parts: a private redis-server with the ACL user that
+ * docs/security.md tells operators to create (the line is read from the doc, so the doc cannot
+ * drift from what was tested), the shared real Kafka broker, an engine process (engine, relay,
+ * delivery workers) and a separate `nudge worker` process, both logged in as that user, and a
+ * signed webhook receiver on loopback. It proves:
+ * - the engine works under the least-privilege user: its state equals the brute-force
+ *   reference, every touch of a journey is delivered exactly once, and `ACL LOG` shows that
+ *   Redis refused nothing Nudge or BullMQ asked for — only this test's deliberate probes;
+ * - the user cannot touch keys outside its patterns nor run FLUSHALL, KEYS, CONFIG, ACL,
+ *   SCRIPT FLUSH (NOPERM);
+ * - the ops API of both processes needs the bearer token on /v1/* and on /metrics (401
+ *   without, with a wrong one, with another scheme; 200 with it), /healthz stays open;
+ * - neither the token nor the Redis password appears in either process's output (the worker
+ *   logs at debug level).
+ */
+const BIN = fileURLToPath(new URL('../../bin/nudge.js', import.meta.url));
+const DOC = fileURLToPath(new URL('../../docs/security.md', import.meta.url));
+const DAY = 86_400_000;
+const PARTITIONS = 2;
+const ZONE = 'Asia/Shanghai';
+// The engine's fixed wall clock: the real time at the start, so the worker (real clock) sends
+// the touches at once, while the engine's decisions stay comparable with the reference.
+const NOW = Date.now();
+const START = NOW - 12 * DAY;
+const JOURNEY_USERS = 40;
+
+const refSpec: RefSpec = {
+  reportingTimeZone: ZONE,
+  allowedLatenessMs: 2 * 3_600_000,
+  maxFutureSkewMs: 5 * 60_000,
+  metrics: [
+    { name: 'active', events: null },
+    { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] },
+  ],
+  newForMs: 7 * DAY,
+  dormantAfterMs: 14 * DAY,
+  churnedAfterMs: 30 * DAY,
+  reactivatedForMs: 7 * DAY,
+  counters: [{ name: 'loan_views', eventName: 'page_view', props: { page: 'loan_detail' }, keep: 3, withinMs: DAY }],
+  streaks: [{ name: 'checkin', eventName: 'checkin' }],
+  recentIds: 32,
+};
+
+const suffix = randomBytes(4).toString('hex');
+const namespace = `acl${suffix}`;
+const queue = `touches-${suffix}`;
+const topic = uniqueName('access');
+const user = 'nudge-engine';
+const password = randomBytes(24).toString('base64url');
+const token = randomBytes(32).toString('base64url');
+const secret = webhookSecret();
+
+/**
+ * The ACL SETUSER line of docs/security.md, for this test's key prefix and queue: the doc's
+ * defaults `nudge` / `nudge-touches` and its placeholder password are swapped word by word.
+ */
+function aclFromDoc(): string[] {
+  const line = readFileSync(DOC, 'utf8').split('\n').find((l) => l.startsWith('ACL SETUSER nudge-engine '));
+  if (line === undefined) throw new Error(`docs/security.md has no line starting "ACL SETUSER nudge-engine": restore it (this test runs it)`);
+  const swap: Record<string, string> = {
+    '>CHANGE-ME': `>${password}`,
+    '~{nudge:*': `~{${namespace}:*`,
+    '~nudge:*': `~${namespace}:*`,
+    '~bull:nudge-touches:*': `~bull:${queue}:*`,
+  };
+  const words = line.trim().split(/\s+/).slice(3);
+  for (const key of Object.keys(swap)) if (!words.includes(key)) throw new Error(`the doc's ACL line lacks ${key}`);
+  return words.map((w) => swap[w] ?? w);
+}
+
+function yaml(redisUrl: string, groupId: string, hookUrl: string): string {
+  return `
+kafka: { brokers: [${inject('kafkaBrokers')}], topic: ${topic}, dlqTopic: ${topic}.dlq, groupId: ${groupId} }
+redis: { url: "${redisUrl}", keyPrefix: ${namespace}, username: ${user}, password: "${password}" }
+http: { port: 0, token: "${token}", metricsRequireToken: true }
+time: { reportingTimeZone: ${ZONE}, allowedLateness: 2h, maxFutureSkew: 5m, maxTriggerAge: 1h }
+activity:
+  metrics:
+    - name: active
+    - name: financial
+      events: [transfer_done, fund_purchase, payment]
+lifecycle: { newFor: 7d, dormantAfter: 14d, churnedAfter: 30d, reactivatedFor: 7d }
+behaviour:
+  counters:
+    - { name: loan_views, match: { name: page_view, props: { page: loan_detail } }, keep: 3, within: 24h }
+  streaks:
+    - { name: checkin, match: { name: checkin } }
+touches:
+  queue: ${queue}
+  channels:
+    hook: { adapter: webhook, url: "${hookUrl}", secret: "${secret}", allowPrivateAddresses: true, timeout: 5s }
+journeys:
+  - id: kyc-welcome
+    trigger: { type: event, match: { name: kyc_passed } }
+    reEntry: never
+    channel: hook
+    template: kyc_welcome
+    useGlobalHoldout: false
+`;
+}
+
+interface WorkerProcess {
+  opsUrl: string;
+  output(): string;
+  exited: Promise<ProcessExit>;
+}
+
+/** `nudge worker` as an operator runs it: the secrets from the environment, debug logging. */
+function spawnWorker(configFile: string, overrides: Record<string, string> = {}): { child: ChildProcess; output(): string; exited: Promise<ProcessExit> } {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('NUDGE_') && k !== 'REDIS_URL') env[k] = v;
+  Object.assign(env, { NUDGE_LOG_LEVEL: 'debug', NUDGE_HTTP_TOKEN: token, NUDGE_REDIS_PASSWORD: password }, overrides);
+  const child = spawn(process.execPath, [BIN, 'worker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let out = '';
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.setEncoding('utf8');
+    stream.on('data', (c: string) => (out += c));
+  }
+  return { child, output: () => out, exited: exitOf(child) };
+}
+
+async function startWorker(configFile: string): Promise<WorkerProcess> {
+  const { child, output, exited } = spawnWorker(configFile);
+  afterStops.push(async () => {
+    child.kill('SIGTERM');
+    await exited;
+  });
+  const deadline = Date.now() + 60_000;
+  let exit: ProcessExit | undefined;
+  void exited.then((e) => (exit = e));
+  // The announcement is a line on stderr; there is no event to await across processes.
+  for (;;) {
+    const m = /metrics on (http:\/\/\S+)\/metrics/.exec(output());
+    if (m) return { opsUrl: m[1] as string, output, exited };
+    if (exit !== undefined) throw new Error(`nudge worker exited (${JSON.stringify(exit)}):\n${output().slice(-4000)}`);
+    if (Date.now() > deadline) throw new Error(`nudge worker announced no metrics URL in 60 s:\n${output().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const afterStops: Array<() => Promise<void>> = [];
+const auth = { authorization: `Bearer ${token}` };
+
+describe('access control: ops API token and a least-privilege Redis ACL user (issue 6 item 10)', () => {
+  let redisServer: RedisServerHandle;
+  let admin: Redis;
+  let asUser: Redis;
+  let receiver: WebhookReceiver;
+  let engine: EngineProcess;
+  let worker: WorkerProcess;
+  let log: LogMessage[];
+  let ref: RefResult;
+  let journeyEvents: AppEvent[];
+  let configFile: string;
+
+  beforeAll(async () => {
+    redisServer = await startRedisServer();
+    admin = new Redis(redisServer.url);
+    expect(await admin.call('ACL', 'SETUSER', user, ...aclFromDoc())).toBe('OK');
+    await admin.call('ACL', 'LOG', 'RESET');
+
+    // The seeded reference log, then one kyc_passed a minute before NOW for some users: the
+    // journey's trigger (older events are past maxTriggerAge by design).
+    log = buildReferenceLog({ seed: 20261207, users: 400, days: 12, events: 8_000, partitions: PARTITIONS, startMs: START, nowMs: NOW, reportingTimeZone: ZONE });
+    const users = [...new Set(log.flatMap((m) => (m.ref.event ? [m.ref.event.userId] : [])))].sort().slice(0, JOURNEY_USERS);
+    journeyEvents = users.map((userId, i) => ({ eventId: `kyc-${suffix}-${i}`, userId, name: 'kyc_passed', timeMs: NOW - 60_000 + i, channel: 'app', props: {}, value: 0, tz: ZONE, deviceId: '', sentMs: 0 }));
+    for (const e of journeyEvents) {
+      const partition = partitionOf(e.userId, PARTITIONS);
+      log.push({ partition, key: e.userId, value: Buffer.from(encodeEvent(e)), ref: { partition, event: e } });
+    }
+    ref = runReference(log.map((m) => m.ref), refSpec, NOW);
+
+    await createTopic(inject('kafkaBrokers'), topic, PARTITIONS);
+    await createTopic(inject('kafkaBrokers'), `${topic}.dlq`, 1);
+    await produceLog(inject('kafkaBrokers'), topic, log);
+
+    receiver = await startWebhookReceiver(secret);
+    configFile = testConfig(yaml(redisServer.url, uniqueName('access-group'), receiver.url)).file;
+    engine = await startEngineProcess({ configFile, clockMs: NOW });
+    worker = await startWorker(configFile);
+    await waitForLanes(admin, namespace, topic, await highWatermarks(inject('kafkaBrokers'), topic), 180_000);
+    await receiver.waitFor(JOURNEY_USERS, 120_000).catch(async (err: Error) => {
+      // What Redis refused and what the processes said: the likely causes of a stall here.
+      const refused = JSON.stringify(await admin.call('ACL', 'LOG', '20'));
+      throw new Error(`${err.message}\nACL LOG: ${refused}\nengine stderr:\n${engine.stderrTail()}\nworker output:\n${worker.output().slice(-4000)}`);
+    });
+
+    const { url, options } = ioredisOptions(testConfig(yaml(redisServer.url, 'unused', receiver.url)).config.redis);
+    asUser = new Redis(url, { ...options, retryStrategy: () => null });
+  }, 400_000);
+
+  afterAll(async () => {
+    await engine?.stop();
+    for (const stop of afterStops.splice(0)) await stop();
+    await receiver?.close();
+    asUser?.disconnect();
+    if (admin) {
+      await dropNamespace(admin, namespace);
+      await admin.quit();
+    }
+    await redisServer?.stop();
+    await deleteTopics(inject('kafkaBrokers'), [topic, `${topic}.dlq`]);
+  });
+
+  it('logs in as the ACL user it was given (not as the default user)', async () => {
+    const clients = (await admin.call('CLIENT', 'LIST')) as string;
+    const users = clients.split('\n').filter((l) => l.length > 0).map((l) => /user=(\S+)/.exec(l)?.[1]);
+    // Engine (state, relay, workers, BullMQ's blocking connection) and nudge worker, all as the user; admin is this test.
+    expect(users.filter((u) => u === user).length).toBeGreaterThanOrEqual(3);
+    expect(users.filter((u) => u !== user)).toEqual(['default']);
+  });
+
+  it('commits state equal to the brute-force reference under the least-privilege user', async () => {
+    const { config } = testConfig(yaml(redisServer.url, 'unused', receiver.url));
+    // Read back as the ACL user: the query side needs no more rights than the engine.
+    const queries = new StateQueries(asUser, namespace, topic, compileStateSpec(config));
+    expect(ref.users.size).toBeGreaterThan(200);
+    expect(await countMismatches(queries, ref, refSpec)).toEqual([]);
+    expect((await userMismatches(queries, ref, refSpec, NOW)).slice(0, 10)).toEqual([]);
+  });
+
+  it('delivers every journey touch exactly once, signed, and nothing else', async () => {
+    // A quiet second after the last expected delivery: anything extra would have arrived by now.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const got = receiver.requests.map((r) => {
+      const body = JSON.parse(r.body) as { data: { userId: string; journeyId: string; stepId: string } };
+      return { id: r.id, verified: verifyStandardWebhook(secret, r.headers, r.body, r.at), ...body.data };
+    });
+    expect(got.filter((g) => g.verified !== null)).toEqual([]);
+    const want = journeyEvents.map((e) => `${e.userId} ${refTouchId('kyc-welcome', got[0]?.stepId ?? '?', e.userId, e.eventId)}`).sort();
+    expect(got.map((g) => `${g.userId} ${g.id}`).sort()).toEqual(want);
+    expect(got.every((g) => g.journeyId === 'kyc-welcome')).toBe(true);
+  });
+
+  it('refuses the ACL user keys outside its patterns and the dangerous commands (NOPERM)', async () => {
+    const probes: Array<[string, () => Promise<unknown>]> = [
+      ['GET another key', () => asUser.get('someone-else:secret')],
+      ['SET another key', () => asUser.set('bull:other-queue:x', '1')],
+      ['EVAL touching another key', () => asUser.eval("return redis.call('GET', KEYS[1])", 1, 'someone-else:secret')],
+      ['FLUSHALL', () => asUser.flushall()],
+      ['FLUSHDB', () => asUser.flushdb()],
+      ['KEYS', () => asUser.keys('*')],
+      ['CONFIG GET', () => asUser.config('GET', 'maxmemory-policy')],
+      ['CONFIG SET', () => asUser.config('SET', 'maxmemory-policy', 'allkeys-lru')],
+      ['ACL LIST', () => asUser.call('ACL', 'LIST')],
+      ['SCRIPT FLUSH', () => asUser.script('FLUSH')],
+      ['CLIENT LIST', () => asUser.call('CLIENT', 'LIST')],
+    ];
+    const outcomes: string[] = [];
+    for (const [name, probe] of probes) {
+      outcomes.push(await probe().then(() => `${name}: allowed`, (err: Error) => `${name}: ${/NOPERM/.test(err.message) ? 'NOPERM' : err.message}`));
+    }
+    expect(outcomes).toEqual(probes.map(([name]) => `${name}: NOPERM`));
+    // And it can do its own work: the controls for the probes above.
+    expect(await asUser.set(`${namespace}:probe`, '1')).toBe('OK');
+    expect(await asUser.info('memory')).toMatch(/^maxmemory_policy:noeviction/m);
+  });
+
+  it('was refused nothing else: ACL LOG holds only the deliberate probes', async () => {
+    const entries = (await admin.call('ACL', 'LOG', '128')) as unknown[][];
+    const seen = entries.map((flat) => {
+      const e: Record<string, unknown> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) e[String(flat[i])] = flat[i + 1];
+      return `${String(e.reason)} ${String(e.object)}`;
+    });
+    const probes = new Set(['key someone-else:secret', 'key bull:other-queue:x', 'command flushall', 'command flushdb', 'command keys', 'command config|get', 'command config|set', 'command acl|list', 'command script|flush', 'command client|list']);
+    expect(seen.filter((s) => !probes.has(s))).toEqual([]);
+    expect(seen.length).toBeGreaterThanOrEqual(probes.size);
+  });
+
+  it('needs the bearer token on /v1/* and /metrics of the engine and of nudge worker; health stays open', async () => {
+    const wrongSameLength = `${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`;
+    const attempts: Array<[string, Record<string, string>]> = [
+      ['none', {}],
+      ['wrong, same length', { authorization: `Bearer ${wrongSameLength}` }],
+      ['wrong, shorter', { authorization: `Bearer ${token.slice(0, 16)}` }],
+      ['another scheme', { authorization: `Basic ${Buffer.from(`x:${token}`).toString('base64')}` }],
+      ['lower-case scheme', { authorization: `bearer ${token}` }],
+    ];
+    const userId = journeyEvents[0]!.userId;
+    const statuses: string[] = [];
+    for (const [name, headers] of attempts) {
+      for (const path of [`/v1/users/${userId}`, '/v1/journeys', '/metrics']) statuses.push(`engine ${path} ${name}: ${(await fetch(`${engine.opsUrl}${path}`, { headers })).status}`);
+      statuses.push(`worker /metrics ${name}: ${(await fetch(`${worker.opsUrl}/metrics`, { headers })).status}`);
+    }
+    expect(statuses.filter((s) => !s.endsWith(': 401'))).toEqual([]);
+
+    const res = await fetch(`${engine.opsUrl}/v1/users/${userId}`, { headers: auth });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { firstSeen: string }).firstSeen).toBe(new Date(ref.users.get(userId)!.firstSeen).toISOString());
+    const metrics = await fetch(`${engine.opsUrl}/metrics`, { headers: auth });
+    expect(metrics.status).toBe(200);
+    expect(metricValue(await metrics.text(), 'nudge_events_applied_total')).toBeGreaterThan(0);
+    const workerMetrics = await (await fetch(`${worker.opsUrl}/metrics`, { headers: auth })).text();
+    expect(workerMetrics).toMatch(/^nudge_touch_deliveries_total\{channel="hook",result="sent"\} \d+/m);
+    expect((await fetch(`${engine.opsUrl}/healthz`)).status).toBe(200);
+    expect((await fetch(`${engine.opsUrl}/readyz`)).status).toBe(200);
+    const unauthorized = await fetch(`${engine.opsUrl}/v1/journeys`);
+    expect(unauthorized.headers.get('www-authenticate')).toBe('Bearer');
+    expect(await unauthorized.text()).not.toContain(token);
+  });
+
+  it('never writes the token or the Redis password to its output, not even when a login fails', async () => {
+    expect(worker.output()).toContain('nudge worker: delivering touches');
+    for (const text of [worker.output(), engine.stderrTail()]) {
+      expect(text).not.toContain(token);
+      expect(text).not.toContain(password);
+    }
+    // A worker given a wrong password: the error it logs names the problem, not the secret.
+    const wrong = `wrong-${randomBytes(12).toString('hex')}`;
+    const failing = spawnWorker(configFile, { NUDGE_REDIS_PASSWORD: wrong });
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!/WRONGPASS/.test(failing.output())) {
+        if (Date.now() > deadline) throw new Error(`no WRONGPASS in the worker's output within 30 s:\n${failing.output().slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(failing.output()).not.toContain(wrong);
+      expect(failing.output()).not.toContain(token);
+    } finally {
+      failing.child.kill('SIGKILL');
+      await failing.exited;
+    }
+  });
+});
