@@ -53,9 +53,18 @@ function typeName(v: unknown): string {
   return `a ${typeof v}`;
 }
 
-/** Key names are schema when they look like identifiers; anything else is described, not quoted. */
+/** A field name with case, "_" and "-" ignored: "deviceID", "Device-Id" and "device_id" agree. */
+const loose = (k: string): string => k.toLowerCase().replace(/[_-]/g, '');
+const LOOSE_FIELDS = new Set(FIELDS.map((f) => loose(f.snake)));
+
+/**
+ * Quoted only when it is a known field spelt another way ("deviceID"), the mistake the quote
+ * helps fix; any other key is described by its length. Looking like an identifier was not enough:
+ * a producer that puts data in keys sends `{"ZhangWei_13800138000": …}` (the PII canary test
+ * found the reason quoting it, and reasons go into HTTP responses and logs).
+ */
 function describeKey(k: string): string {
-  return /^[A-Za-z][A-Za-z0-9_]{0,39}$/.test(k) ? `"${k}"` : `a key of ${k.length} characters`;
+  return k.length <= 40 && LOOSE_FIELDS.has(loose(k)) ? `"${k}"` : `a key of ${k.length} characters`;
 }
 
 /** What JSON.parse makes: an object whose prototype is Object.prototype (or null). */
