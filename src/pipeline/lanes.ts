@@ -6,8 +6,10 @@ import type { PipelineMetrics } from '../metrics/pipeline-metrics.js';
 import { applyEvents, applyTimers, type StepResult, type Transition } from '../state/decide.js';
 import type { LaneStore } from '../state/lane-store.js';
 import type { StateSpec } from '../state/spec.js';
+import type { UserState } from '../state/user-state.js';
 import { deadLetter, decodeBatch } from './decode-batch.js';
 import { describeFailure, isolatePoison } from './isolate-poison.js';
+import { LaneStateCache } from './lane-state-cache.js';
 import { Semaphore } from './semaphore.js';
 import { settlesWithin } from './settles-within.js';
 import type { DeadLetterSink, OffsetCommitter, PartitionBatch, RawMessage } from './types.js';
@@ -39,6 +41,12 @@ export interface LanesOptions {
    * @default applyTimers
    */
   decideTimers?: typeof applyTimers;
+  /**
+   * Users whose last committed state each lane keeps in memory (LaneStateCache), so its next
+   * batches skip loading them; 0 turns the cache off.
+   * @default 4096
+   */
+  cachedUsersPerLane?: number;
 }
 
 /**
@@ -58,6 +66,8 @@ interface Lane {
   claimed: Promise<boolean>;
   revoked: boolean;
   timerBatchPending: boolean;
+  /** States this lane committed, valid for its epoch only (a new claim gets a new Lane). */
+  cache: LaneStateCache;
 }
 
 type Work =
@@ -111,6 +121,7 @@ export class Lanes {
         claimed: Promise.resolve(false),
         revoked: false,
         timerBatchPending: false,
+        cache: new LaneStateCache(this.o.cachedUsersPerLane ?? 4096),
       };
       lane.claimed = this.claim(lane);
       this.lanes.set(partition, lane);
@@ -237,7 +248,7 @@ export class Lanes {
     const { events, sources, dead } = decodeBatch(messages, this.o.limits, now);
 
     const userIds = [...new Set(events.map((e) => e.userId))];
-    const loaded = await this.retry('load', lane, () => this.o.store.loadUsers(lane.partition, userIds));
+    const loaded = await this.loadUsers(lane, userIds);
     if (!loaded) return;
     const decide = this.o.decide ?? applyEvents;
     // A valid event the step throws on (a bug, or data it does not handle) becomes a dead letter
@@ -278,7 +289,7 @@ export class Lanes {
 
   private async processTimers(lane: Lane, userIds: string[]): Promise<void> {
     const now = this.o.clock();
-    const loaded = await this.retry('load', lane, () => this.o.store.loadUsers(lane.partition, userIds));
+    const loaded = await this.loadUsers(lane, userIds);
     if (!loaded) return;
     const decide = this.o.decideTimers ?? applyTimers;
     const { result, poisoned } = isolatePoison(userIds, (subset) => decide(subset, loaded, now, this.o.spec));
@@ -296,12 +307,24 @@ export class Lanes {
     if (await this.commit(lane, -1, -1, result)) this.o.metrics.timersFired.inc(result.stats.timersFired);
   }
 
+  /** The users' states: from the lane's cache where it holds them, the rest in one MGET. */
+  private async loadUsers(lane: Lane, userIds: string[]): Promise<Map<string, UserState | undefined> | null> {
+    const cached = new Map<string, UserState | undefined>();
+    const missing = lane.cache.take(userIds, cached);
+    if (missing.length === 0) return cached;
+    const loaded = await this.retry('load', lane, () => this.o.store.loadUsers(lane.partition, missing));
+    if (!loaded) return null;
+    for (const [id, s] of cached) loaded.set(id, s);
+    return loaded;
+  }
+
   private async commit(lane: Lane, first: number, last: number, result: StepResult): Promise<boolean> {
     const started = process.hrtime.bigint();
     const outcome = await this.retry('commit', lane, () => this.o.store.commit(lane.partition, lane.epoch, first, last, result));
     if (!outcome) return false;
     this.o.metrics.commitDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     this.o.metrics.commitOutcomes.inc({ outcome });
+    if (outcome !== 'committed') lane.cache.clear();
     if (outcome === 'stale-epoch') {
       // Another member claimed the lane: this one is a zombie and must stop writing.
       lane.revoked = true;
@@ -314,6 +337,7 @@ export class Lanes {
       return false;
     }
     if (first >= 0) lane.fenceOffset = last;
+    lane.cache.putCommitted(result.states);
     lane.streamTime = Math.max(lane.streamTime, result.streamTime);
     for (const t of result.transitions) this.o.metrics.transitions.inc({ to: t.to });
     if (result.transitions.length > 0) this.o.onTransitions?.(lane.partition, result.transitions);
@@ -331,6 +355,8 @@ export class Lanes {
       try {
         return await fn();
       } catch (err) {
+        // A commit whose reply was lost may or may not have landed: the cache no longer knows.
+        lane.cache.clear();
         if (lane.revoked) return null;
         this.o.metrics.redisErrors.inc({ operation });
         this.o.logger.warn(
