@@ -9,6 +9,8 @@
  *   NUDGE_TEST_MAX_BATCH     consumer micro-batch size (EngineOptions.maxBatch)
  *   NUDGE_TEST_MAX_IN_FLIGHT batches in flight over all lanes (EngineOptions.maxInFlight)
  *   NUDGE_TEST_RELAY=0       no outbox relay (EngineOptions.relay): touches stay decided, not enqueued
+ *   NUDGE_TEST_CRASH_AT      `<point>:<nth>`: SIGKILLs itself the nth time it reaches that point
+ *                            (see crashHook below): touches-committed, batch-committed, relay-added
  *
  * stdout carries exactly one line, `{"ready":true,"pid":…,"opsUrl":…}`, once the engine has
  * started; logs (warn and above) go to stderr. SIGTERM or SIGINT stops it gracefully, exit 0.
@@ -16,7 +18,7 @@
  * so a REDIS_URL or NUDGE_* in the test runner's environment cannot redirect the child.
  */
 import { loadConfig } from '../../src/config/load.js';
-import { Engine } from '../../src/engine/engine.js';
+import { Engine, type CrashPoint } from '../../src/engine/engine.js';
 import { compileStateSpec } from '../../src/engine/state-spec.js';
 import { createLogger } from '../../src/log.js';
 import { createMetricsRegistry } from '../../src/metrics/registry.js';
@@ -29,6 +31,52 @@ function intFromEnv(name: string): number | undefined {
   return n;
 }
 
+type ChildCrashPoint = CrashPoint | 'relay-added';
+const CRASH_POINTS: readonly ChildCrashPoint[] = ['touches-committed', 'batch-committed', 'relay-added'];
+
+/**
+ * NUDGE_TEST_CRASH_AT=<point>:<nth> as a hook: counts the times the engine reaches `point` and
+ * kills the process without warning (SIGKILL, nothing flushed) at the nth, synchronously, so
+ * nothing after that point runs. Points: `touches-committed` (state and outbox in Redis, relay
+ * not woken), `batch-committed` (Redis commit done, Kafka offset not), `relay-added` (touches in
+ * BullMQ, not yet cleared from the outbox). Counted from the moment the child reported ready.
+ */
+function crashHook(): { point: ChildCrashPoint; arm(): void; reached(point: ChildCrashPoint): void } | null {
+  const text = process.env.NUDGE_TEST_CRASH_AT;
+  if (text === undefined || text === '') return null;
+  const [point, nthText] = text.split(':');
+  const nth = Number(nthText);
+  if (!CRASH_POINTS.includes(point as ChildCrashPoint) || !Number.isSafeInteger(nth) || nth < 1) {
+    throw new Error(`NUDGE_TEST_CRASH_AT must be <point>:<n> with point one of ${CRASH_POINTS.join(', ')} and n >= 1, got "${text}"`);
+  }
+  let seen = 0;
+  let armed = false;
+  return {
+    point: point as ChildCrashPoint,
+    // Counting starts once the child has reported ready: a crash before that would look like a
+    // failed start to the parent, which then has no ops URL and no way to tell the two apart.
+    arm: () => {
+      armed = true;
+    },
+    reached(p) {
+      if (!armed || p !== point || ++seen < nth) return;
+      process.stderr.write(`engine-child: crashing at ${p} #${seen}\n`);
+      process.kill(process.pid, 'SIGKILL');
+    },
+  };
+}
+
+/**
+ * The relay's own hook (OutboxRelayOptions.onAdded: after addBulk, before the clear). The engine
+ * does not pass it through (TouchDelivery builds the relay), so the child sets it on the running
+ * relay's options: a test-only reach into private fields, checked so a refactor fails loudly.
+ */
+function hookRelay(engine: Engine, onAdded: () => void): void {
+  const relay = (engine.delivery as unknown as { relay: { o?: { onAdded?: () => void } } | null } | null)?.relay;
+  if (relay?.o === undefined) throw new Error('engine-child: no outbox relay to hook (relay-added needs journeys and the relay on; did TouchDelivery change?)');
+  relay.o.onAdded = onAdded;
+}
+
 async function main(): Promise<void> {
   const file = process.argv[2];
   if (file === undefined) throw new Error('usage: engine-child.ts CONFIG_FILE');
@@ -36,6 +84,7 @@ async function main(): Promise<void> {
   const fixed = intFromEnv('NUDGE_TEST_CLOCK_MS');
   const maxBatch = intFromEnv('NUDGE_TEST_MAX_BATCH');
   const maxInFlight = intFromEnv('NUDGE_TEST_MAX_IN_FLIGHT');
+  const crash = crashHook();
   const engine = new Engine({
     config,
     spec: compileStateSpec(config),
@@ -45,6 +94,7 @@ async function main(): Promise<void> {
     ...(maxBatch !== undefined ? { maxBatch } : {}),
     ...(maxInFlight !== undefined ? { maxInFlight } : {}),
     ...(process.env.NUDGE_TEST_RELAY === '0' ? { relay: false } : {}),
+    ...(crash !== null && crash.point !== 'relay-added' ? { onCrashPoint: (p: CrashPoint) => crash.reached(p) } : {}),
   });
   let stopping: Promise<void> | null = null;
   const stop = (): void => {
@@ -59,7 +109,9 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   await engine.start();
+  if (crash?.point === 'relay-added') hookRelay(engine, () => crash.reached('relay-added'));
   process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid, opsUrl: engine.opsUrl })}\n`);
+  crash?.arm();
 }
 
 main().catch((err: unknown) => {

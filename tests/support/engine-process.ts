@@ -15,6 +15,11 @@ export interface EngineProcessOptions {
   maxInFlight?: number;
   /** false: the child runs no outbox relay (decided touches stay in the outboxes). */
   relay?: boolean;
+  /**
+   * `<point>:<nth>`: the child SIGKILLs itself the nth time it reaches that point
+   * (tests/support/engine-child.ts: touches-committed, batch-committed, relay-added).
+   */
+  crashAt?: string;
   /** How long the child may take to start (tsx compile, Redis, group join). @default 60_000 */
   readyTimeoutMs?: number;
 }
@@ -39,7 +44,8 @@ export interface EngineProcess {
  */
 export async function startEngineProcess(o: EngineProcessOptions): Promise<EngineProcess> {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['NUDGE_TEST_CLOCK_MS', 'NUDGE_TEST_MAX_BATCH', 'NUDGE_TEST_MAX_IN_FLIGHT', 'NUDGE_TEST_RELAY']) delete env[k];
+  for (const k of ['NUDGE_TEST_CLOCK_MS', 'NUDGE_TEST_MAX_BATCH', 'NUDGE_TEST_MAX_IN_FLIGHT', 'NUDGE_TEST_RELAY', 'NUDGE_TEST_CRASH_AT']) delete env[k];
+  if (o.crashAt !== undefined) env.NUDGE_TEST_CRASH_AT = o.crashAt;
   if (o.relay === false) env.NUDGE_TEST_RELAY = '0';
   if (o.clockMs !== undefined) env.NUDGE_TEST_CLOCK_MS = String(o.clockMs);
   if (o.maxBatch !== undefined) env.NUDGE_TEST_MAX_BATCH = String(o.maxBatch);
