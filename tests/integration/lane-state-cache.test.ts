@@ -154,3 +154,62 @@ time:
     expect((await stored('u1')).recentIds).toEqual(['a1', 'a2', 'a3']);
   });
 });
+
+describe('lane batch merging (real Redis)', () => {
+  const topic = 'events';
+  const namespace = `m${randomBytes(4).toString('hex')}`;
+  afterAll(() => dropNamespace(redis, namespace));
+
+  it('merges the batches queued behind a busy lane into one commit, in offset order, with every event applied once', async () => {
+    const spec = compileStateSpec(testConfig(`
+kafka:
+  brokers: [127.0.0.1:1]
+  topic: ${topic}
+redis:
+  url: ${inject('redisUrl')}
+time:
+  reportingTimeZone: UTC
+`).config);
+    const commits: Array<[number, number]> = [];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    class GatedStore extends LaneStore {
+      override async commit(partition: number, epoch: number, first: number, last: number, result: StepResult): Promise<CommitOutcome> {
+        // The first commit waits until the later batches are queued behind it.
+        if (commits.length === 0) await gate;
+        commits.push([first, last]);
+        return super.commit(partition, epoch, first, last, result);
+      }
+    }
+    const offsets: number[] = [];
+    const lanes = new Lanes({
+      store: new GatedStore(redis, namespace, topic),
+      spec,
+      limits: DEFAULT_EVENT_LIMITS,
+      dlq: { send: async () => {} },
+      offsets: { commit: (_p, next) => void offsets.push(next) },
+      metrics: new PipelineMetrics(createMetricsRegistry({ processMetrics: false })),
+      logger: silentLogger(),
+      clock: () => T0 + DAY,
+      maxInFlight: 8,
+    });
+    onTestFinished(() => lanes.close().then(() => undefined));
+    await lanes.assign([0]);
+    const batch = (offset: number, n: number) => ({
+      partition: 0,
+      messages: Array.from({ length: n }, (_, i) => {
+        const e = event(`e${offset + i}`, `u${(offset + i) % 3}`, T0 + (offset + i) * 1_000);
+        return { partition: 0, offset: offset + i, key: e.userId, value: Buffer.from(encodeEvent(e)), timestamp: T0 };
+      }),
+    });
+    await lanes.submit(batch(0, 2));
+    for (let o = 2; o < 10; o += 2) await lanes.submit(batch(o, 2));
+    release();
+    await lanes.idle();
+    expect(commits).toEqual([[0, 1], [2, 9]]);
+    expect(offsets).toEqual([2, 10]);
+    const k = laneKeys(namespace, topic, 0);
+    const ids = (await Promise.all(['u0', 'u1', 'u2'].map(async (u) => decodeUserState((await redis.get(k.user(u))) as string).recentIds))).flat().sort();
+    expect(ids).toEqual(Array.from({ length: 10 }, (_, i) => `e${i}`).sort());
+  });
+});
