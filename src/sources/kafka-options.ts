@@ -38,3 +38,41 @@ export function librdkafkaOptions(kafka: NudgeConfig['kafka']): LibrdkafkaProper
   }
   return props;
 }
+
+/**
+ * The message of a failed connect: librdkafka's connect callback only says "broker transport
+ * failure", while the cause (a certificate that does not verify, a refused SASL login) arrives
+ * as `event.error`s before it, often followed by a vaguer "all broker connections are down".
+ * Given the recent ones, a TLS or SASL cause gets advice naming the setting to check; anything
+ * else keeps the caller's `otherwise` message, with the last broker error.
+ */
+export function kafkaConnectError(brokers: string, recentBrokerErrors: readonly string[], otherwise: string): string {
+  const causes = recentBrokerErrors.map((e) => e.replace(/^\[thrd:[^\]]*\]: /, ''));
+  const tls = causes.find((c) => /SSL|certificate|handshake/i.test(c));
+  if (tls !== undefined) {
+    return (
+      `cannot connect to the Kafka broker at ${brokers}: the TLS handshake failed (${tls}). ` +
+      'Check kafka.security.tls.caFile (NUDGE_KAFKA_SSL_CA_FILE): the broker certificate must chain to that CA and name the host given in kafka.brokers. Nudge never falls back to plaintext.'
+    );
+  }
+  const sasl = causes.find((c) => /SASL|authentication/i.test(c));
+  if (sasl !== undefined) {
+    return (
+      `cannot connect to the Kafka broker at ${brokers}: authentication failed (${sasl}). ` +
+      'Check kafka.security.sasl.mechanism and the username and password (NUDGE_KAFKA_SASL_USERNAME / NUDGE_KAFKA_SASL_PASSWORD).'
+    );
+  }
+  const last = causes.at(-1);
+  return last === undefined ? otherwise : `${otherwise} Last broker error: ${last}`;
+}
+
+/**
+ * Keeps the last few distinct broker errors for `kafkaConnectError`. Distinct, because
+ * librdkafka logs a failed handshake once and then repeats "all broker connections are down"
+ * for as long as the connect lasts, which would push the cause out of a plain ring.
+ */
+export function rememberBrokerError(recent: string[], message: string): void {
+  if (recent.includes(message)) return;
+  recent.push(message);
+  if (recent.length > 8) recent.splice(0, recent.length - 8);
+}

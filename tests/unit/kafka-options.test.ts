@@ -5,9 +5,9 @@ import { dirname, join } from 'node:path';
 import kafka from '@confluentinc/kafka-javascript';
 import type { LibrdKafkaError, ProducerGlobalConfig } from '@confluentinc/kafka-javascript';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/load.js';
+import { describeConfig, loadConfig } from '../../src/config/load.js';
 import type { NudgeConfig } from '../../src/config/schema.js';
-import { librdkafkaOptions } from '../../src/sources/kafka-options.js';
+import { kafkaConnectError, librdkafkaOptions, rememberBrokerError } from '../../src/sources/kafka-options.js';
 
 // A self-signed CA certificate (public part only, EC P-256, valid until 2126), made with
 // `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj "/CN=Nudge test CA"`.
@@ -114,6 +114,44 @@ describe('librdkafkaOptions', () => {
     });
   });
 
+  it('maps SASL and the CA file from the environment, as an operator keeps secrets out of the file', () => {
+    const password = 'env-only-password-7f3a';
+    const env = {
+      NUDGE_KAFKA_BROKERS: 'kafka-1:9093,kafka-2:9093',
+      NUDGE_KAFKA_SECURITY_PROTOCOL: 'sasl_ssl',
+      NUDGE_KAFKA_SASL_MECHANISM: 'SCRAM-SHA-256',
+      NUDGE_KAFKA_SASL_USERNAME: 'nudge-engine',
+      NUDGE_KAFKA_SASL_PASSWORD: password,
+      NUDGE_KAFKA_SSL_CA_FILE: caFile,
+    };
+    const config = loadConfig({ defaultsOnly: true, env });
+    expect(librdkafkaOptions(config.kafka)).toEqual({
+      'bootstrap.servers': 'kafka-1:9093,kafka-2:9093',
+      'client.id': 'nudge',
+      'security.protocol': 'sasl_ssl',
+      'sasl.mechanisms': 'SCRAM-SHA-256',
+      'sasl.username': 'nudge-engine',
+      'sasl.password': password,
+      'enable.ssl.certificate.verification': true,
+      'ssl.endpoint.identification.algorithm': 'https',
+      'ssl.ca.location': caFile,
+    });
+    // The summary `nudge check-config` prints (and a start-up log would show) masks the secret.
+    const summary = describeConfig(config);
+    expect(summary).toContain('sasl_ssl');
+    expect(summary).toContain('nudge-engine');
+    expect(summary).not.toContain(password);
+  });
+
+  it('masks secret-looking pass-through properties in the summary', () => {
+    const config = kafkaConfig(['security:', '  protocol: ssl', 'librdkafka:', '  ssl.keystore.password: "keystore-secret-91"', '  socket.keepalive.enable: true']);
+    expect(librdkafkaOptions(config)['ssl.keystore.password']).toBe('keystore-secret-91');
+    expect(describeConfig(loadConfig({ defaultsOnly: true, env: {} }))).not.toContain('keystore-secret-91');
+    const summary = describeConfig({ ...loadConfig({ defaultsOnly: true, env: {} }), kafka: config });
+    expect(summary).toContain('ssl.keystore.password=***');
+    expect(summary).not.toContain('keystore-secret-91');
+  });
+
   it("uses only property names listed in the bundled librdkafka's CONFIGURATION.md", () => {
     const require = createRequire(import.meta.url);
     const pkg = dirname(require.resolve('@confluentinc/kafka-javascript/package.json'));
@@ -162,5 +200,32 @@ describe('librdkafkaOptions reach librdkafka', () => {
   it('is refused by librdkafka for a mechanism it does not know (the control for the test above)', () => {
     const options = { ...librdkafkaOptions(saslSsl()), 'sasl.mechanisms': 'SCRAM-SHA-1024' };
     expect(() => kafka.AdminClient.create(options as ProducerGlobalConfig)).toThrow();
+  });
+});
+
+describe('kafkaConnectError', () => {
+  const otherwise = 'cannot reach the Kafka broker at b:9093 (broker transport failure). Check kafka.brokers.';
+  it('names the CA setting when the handshake failed, and says there is no plaintext fallback', () => {
+    const msg = kafkaConnectError('b:9093', ['[thrd:ssl://b:9093/bootstrap]: ssl://b:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed', 'all broker connections are down'], otherwise);
+    expect(msg).toMatch(/^cannot connect to the Kafka broker at b:9093: the TLS handshake failed \(ssl:\/\/b:9093\/bootstrap: SSL handshake failed/);
+    expect(msg).toContain('Check kafka.security.tls.caFile (NUDGE_KAFKA_SSL_CA_FILE)');
+    expect(msg).toContain('never falls back to plaintext');
+  });
+  it('names the SASL settings when authentication failed', () => {
+    expect(kafkaConnectError('b:9093', ['SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512'], otherwise)).toContain(
+      'Check kafka.security.sasl.mechanism and the username and password',
+    );
+  });
+  it('keeps the caller\'s message otherwise, with the last broker error if there was one', () => {
+    expect(kafkaConnectError('b:9093', [], otherwise)).toBe(otherwise);
+    expect(kafkaConnectError('b:9093', ['x', 'Connect to ipv4#10.0.0.1:9093 failed: Connection refused'], otherwise)).toBe(`${otherwise} Last broker error: Connect to ipv4#10.0.0.1:9093 failed: Connection refused`);
+  });
+  it('remembers the cause through the repeats that follow it, within a bound', () => {
+    const recent: string[] = [];
+    rememberBrokerError(recent, 'ssl://b:9093/bootstrap: SSL handshake failed: certificate verify failed');
+    for (let i = 0; i < 100; i++) rememberBrokerError(recent, 'all broker connections are down');
+    expect(kafkaConnectError('b:9093', recent, otherwise)).toContain('the TLS handshake failed');
+    for (let i = 0; i < 100; i++) rememberBrokerError(recent, `error ${i}`);
+    expect(recent).toHaveLength(8);
   });
 });
