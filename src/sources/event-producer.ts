@@ -1,6 +1,7 @@
 import kafka from '@confluentinc/kafka-javascript';
 import type { DeliveryReport, LibrdKafkaError, ProducerGlobalConfig } from '@confluentinc/kafka-javascript';
 import { ErrorCodes, NudgeError } from '../errors.js';
+import { kafkaConnectError, rememberBrokerError } from './kafka-options.js';
 
 export interface EventProducerOptions {
   /** librdkafka connection properties (see `librdkafkaOptions`). */
@@ -41,6 +42,8 @@ export class EventProducer {
   private readonly stats: ProduceStats = { sent: 0, delivered: 0, failed: 0 };
   private drainWaiters: Array<() => void> = [];
   private connected = false;
+  /** librdkafka's recent errors: why a connect timed out (a TLS failure only shows here). */
+  private readonly brokerErrors: string[] = [];
 
   constructor(private readonly options: EventProducerOptions) {
     const config = {
@@ -56,6 +59,11 @@ export class EventProducer {
       ...options.tuning,
     } as ProducerGlobalConfig;
     this.producer = new kafka.Producer(config);
+    this.producer.on('event.error', (err: LibrdKafkaError) => rememberBrokerError(this.brokerErrors, err.message));
+    // A failed TLS handshake is only logged (FAIL, severity 3), then reported as "all brokers down".
+    this.producer.on('event.log', (log: { severity: number; message: string }) => {
+      if (log.severity <= 4) rememberBrokerError(this.brokerErrors, log.message);
+    });
     this.producer.on('delivery-report', (err: LibrdKafkaError, report: DeliveryReport) => {
       const waiter = report?.opaque as ((err: LibrdKafkaError | null) => void) | undefined;
       if (typeof waiter === 'function') waiter(err ?? null);
@@ -72,19 +80,28 @@ export class EventProducer {
   async connect(): Promise<void> {
     const timeout = this.options.connectTimeoutMs ?? 30_000;
     const brokers = String(this.options.connection['bootstrap.servers'] ?? '');
+    // librdkafka reports why a connect fails (a certificate that does not verify, a refused
+    // login) as events, which a producer only receives when polled: poll while it is pending.
+    const poller = setInterval(() => {
+      if (this.producer.isConnected()) this.producer.poll();
+    }, 100);
     await new Promise<void>((resolve, reject) => {
       this.producer.connect({ timeout }, (err) => {
         if (err) {
           reject(
             new NudgeError(
               ErrorCodes.KAFKA_UNAVAILABLE,
-              `cannot reach the Kafka broker at ${brokers} (${err.message}). Start one (npm run services, or docker compose up -d kafka) or point NUDGE_KAFKA_BROKERS at yours.`,
+              kafkaConnectError(
+                brokers,
+                this.brokerErrors,
+                `cannot reach the Kafka broker at ${brokers} (${err.message}). Start one (npm run services, or docker compose up -d kafka) or point NUDGE_KAFKA_BROKERS at yours.`,
+              ),
               { retriable: true, context: { brokers }, cause: err },
             ),
           );
         } else resolve();
       });
-    });
+    }).finally(() => clearInterval(poller));
     // Delivery reports are served by polling; 50 ms keeps latency low at negligible CPU.
     this.producer.setPollInterval(50);
     this.connected = true;
