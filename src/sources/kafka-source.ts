@@ -6,6 +6,7 @@ import { settlesWithin } from '../pipeline/settles-within.js';
 import type { PartitionBatch } from '../pipeline/types.js';
 import { committedOffsets, watermarks } from './broker-offsets.js';
 import { consumerLag } from './consumer-lag.js';
+import { kafkaConnectError, rememberBrokerError } from './kafka-options.js';
 import { resumeOffset, type CommittedOffset } from './resume-offset.js';
 
 export interface SourceListener {
@@ -103,6 +104,8 @@ export class KafkaSource {
   private stopRequested!: () => void;
   private readonly stopping = new Promise<void>((resolve) => (this.stopRequested = resolve));
   private listener: SourceListener | null = null;
+  /** librdkafka's recent errors: why a connect timed out (a TLS failure only shows here). */
+  private readonly brokerErrors: string[] = [];
   private lagTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: KafkaSourceOptions) {
@@ -126,7 +129,12 @@ export class KafkaSource {
     // new group would start at the end, skipping everything produced before it joined.
     this.consumer = new kafka.KafkaConsumer(config, { 'auto.offset.reset': 'earliest' }) as CooperativeConsumer;
     this.consumer.on('event.error', (err) => {
+      rememberBrokerError(this.brokerErrors, err.message);
       options.logger.warn({ code: ErrorCodes.KAFKA_UNAVAILABLE, err: err.message }, 'kafka consumer error (librdkafka retries by itself)');
+    });
+    // A failed TLS handshake is only logged (FAIL, severity 3), then reported as "all brokers down".
+    this.consumer.on('event.log', (log: { severity: number; message: string }) => {
+      if (log.severity <= 4) rememberBrokerError(this.brokerErrors, log.message);
     });
   }
 
@@ -139,7 +147,11 @@ export class KafkaSource {
           reject(
             new NudgeError(
               ErrorCodes.KAFKA_UNAVAILABLE,
-              `cannot reach the Kafka broker at ${brokers} (${err.message}). Check kafka.brokers / NUDGE_KAFKA_BROKERS, or start one with npm run services.`,
+              kafkaConnectError(
+                brokers,
+                this.brokerErrors,
+                `cannot reach the Kafka broker at ${brokers} (${err.message}). Check kafka.brokers / NUDGE_KAFKA_BROKERS, or start one with npm run services.`,
+              ),
               { retriable: true, context: { brokers }, cause: err },
             ),
           );
