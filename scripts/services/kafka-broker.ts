@@ -38,11 +38,27 @@ export interface KafkaBrokerOptions {
    * @default {}
    */
   properties?: Record<string, string | number | boolean>;
+  /**
+   * Also serve an SSL listener on `localhost:<port>` (a host name, so a certificate for
+   * `localhost` verifies with librdkafka's hostname check), with the server certificate and key
+   * from a PKCS12 keystore (Java 17 reads PKCS12; `openssl pkcs12 -export` makes one). The
+   * broker's own traffic (controller, readiness check) stays on PLAINTEXT. @default none
+   */
+  ssl?: SslListenerOptions;
+}
+
+export interface SslListenerOptions {
+  /** @default a free port */
+  port?: number;
+  keystoreFile: string;
+  keystorePassword: string;
 }
 
 export interface KafkaBrokerHandle {
   /** Bootstrap servers, `127.0.0.1:PORT`. */
   brokers: string;
+  /** With the `ssl` option: the SSL listener's bootstrap servers, `localhost:PORT`. */
+  sslBrokers?: string;
   port: number;
   controllerPort: number;
   pid: number;
@@ -128,8 +144,11 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions = {}): Promise<K
   const propsFile = join(dataDir, 'server.properties');
   const log4jFile = join(dataDir, 'log4j2.xml');
   await mkdir(dataDir, { recursive: true });
+  let sslPort = opts.ssl ? (opts.ssl.port ?? (await freePort())) : undefined;
+  while (sslPort !== undefined && (sslPort === port || sslPort === controllerPort)) sslPort = await freePort();
+  const ssl = opts.ssl && sslPort !== undefined ? { ...opts.ssl, port: sslPort } : undefined;
   const extra = Object.entries(opts.properties ?? {}).map(([key, value]) => `${key}=${value}`);
-  await writeFile(propsFile, serverProperties(port, controllerPort, kraftDir) + extra.join('\n'));
+  await writeFile(propsFile, serverProperties(port, controllerPort, kraftDir, ssl) + extra.join('\n'));
   await writeFile(log4jFile, log4jConfig(logFile));
   const jvmCommon = [`-Dlog4j2.configurationFile=${log4jFile}`, '-cp', join(libs, '*')];
 
@@ -190,6 +209,7 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions = {}): Promise<K
   });
   return {
     brokers,
+    ...(ssl ? { sslBrokers: `localhost:${ssl.port}` } : {}),
     port,
     controllerPort,
     pid,
@@ -208,15 +228,27 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions = {}): Promise<K
   };
 }
 
-function serverProperties(port: number, controllerPort: number, kraftDir: string): string {
+function serverProperties(port: number, controllerPort: number, kraftDir: string, ssl?: Required<SslListenerOptions>): string {
+  const sslListener = ssl ? `,SSL://localhost:${ssl.port}` : '';
   return [
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}${sslListener}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${sslListener}`,
     'controller.listener.names=CONTROLLER',
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'inter.broker.listener.name=PLAINTEXT',
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${ssl ? ',SSL:SSL' : ''}`,
+    ...(ssl
+      ? [
+          'ssl.keystore.type=PKCS12',
+          `ssl.keystore.location=${ssl.keystoreFile}`,
+          `ssl.keystore.password=${ssl.keystorePassword}`,
+          `ssl.key.password=${ssl.keystorePassword}`,
+          // Clients need no certificate of their own (server authentication only).
+          'ssl.client.auth=none',
+        ]
+      : []),
     `log.dirs=${kraftDir}`,
     // One node: every internal topic must accept a replication factor and ISR of 1.
     'offsets.topic.replication.factor=1',

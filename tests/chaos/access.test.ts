@@ -1,6 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -10,7 +12,8 @@ import { compileStateSpec } from '../../src/engine/state-spec.js';
 import { StateQueries } from '../../src/state/queries.js';
 import { ioredisOptions } from '../../src/state/redis-options.js';
 import { dropNamespace, highWatermarks, produceLog, testConfig, waitForLanes } from '../support/engine-harness.js';
-import { metricValue, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { metricValue, readMetric, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { startKafkaBroker, type KafkaBrokerHandle } from '../../scripts/services/kafka-broker.js';
 import { refTouchId } from '../support/journey-reference.js';
 import { verifyStandardWebhook } from '../support/journey-scenario.js';
 import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
@@ -34,7 +37,10 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
  * - the ops API of both processes needs the bearer token on /v1/* and on /metrics (401
  *   without, with a wrong one, with another scheme; 200 with it), /healthz stays open;
  * - neither the token nor the Redis password appears in either process's output (the worker
- *   logs at debug level).
+ *   logs at debug level), not even when a login fails;
+ * - over TLS (a private broker with an SSL listener and a certificate from a CA made here with
+ *   openssl), an engine given the right CA consumes, and one given another CA refuses to start
+ *   with an error naming the CA setting, having consumed nothing (fails closed, no plaintext).
  */
 const BIN = fileURLToPath(new URL('../../bin/nudge.js', import.meta.url));
 const DOC = fileURLToPath(new URL('../../docs/security.md', import.meta.url));
@@ -343,6 +349,95 @@ describe('access control: ops API token and a least-privilege Redis ACL user (is
     } finally {
       failing.child.kill('SIGKILL');
       await failing.exited;
+    }
+  });
+});
+
+/** A CA, a server certificate for localhost signed by it (PKCS12 for the broker), and an unrelated CA. */
+function makeCertificates(dir: string, password: string): { caFile: string; otherCaFile: string; keystoreFile: string } {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Nudge test CA');
+  openssl('req', '-x509', ...ec, '-keyout', 'other.key', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=Nudge test CA');
+  openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+  writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=DNS:localhost\n');
+  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.cnf');
+  openssl('pkcs12', '-export', '-in', 'server.pem', '-inkey', 'server.key', '-certfile', 'ca.pem', '-out', 'server.p12', '-passout', `pass:${password}`, '-name', 'broker');
+  return { caFile: join(dir, 'ca.pem'), otherCaFile: join(dir, 'other-ca.pem'), keystoreFile: join(dir, 'server.p12') };
+}
+
+describe('Kafka over TLS fails closed on a wrong CA (issue 6 item 10)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nudge-tls-'));
+  const tlsTopic = uniqueName('tls');
+  const tlsNamespace = `tls${suffix}`;
+  let certs: ReturnType<typeof makeCertificates>;
+  let broker: KafkaBrokerHandle;
+  let redis: Redis;
+  const EVENTS = 200;
+
+  function tlsYaml(caFile: string, ns: string): string {
+    return `
+kafka:
+  brokers: [${broker.sslBrokers}]
+  topic: ${tlsTopic}
+  dlqTopic: ${tlsTopic}.dlq
+  groupId: ${uniqueName('tls-group')}
+  security: { protocol: ssl, tls: { caFile: ${caFile} } }
+redis: { url: ${inject('redisUrl')}, keyPrefix: ${ns} }
+http: { port: 0 }
+`;
+  }
+
+  beforeAll(async () => {
+    const password = randomBytes(12).toString('hex');
+    certs = makeCertificates(dir, password);
+    broker = await startKafkaBroker({ ssl: { keystoreFile: certs.keystoreFile, keystorePassword: password } });
+    redis = new Redis(inject('redisUrl'));
+    await createTopic(broker.brokers, tlsTopic, 1);
+    await createTopic(broker.brokers, `${tlsTopic}.dlq`, 1);
+    const events: LogMessage[] = [];
+    for (let i = 0; i < EVENTS; i++) {
+      const e: AppEvent = { eventId: `tls-${i}`, userId: `u${i % 20}`, name: 'login', timeMs: NOW - 60_000 + i, channel: 'app', props: {}, value: 0, tz: 'UTC', deviceId: '', sentMs: 0 };
+      events.push({ partition: 0, key: e.userId, value: Buffer.from(encodeEvent(e)), ref: { partition: 0, event: e } });
+    }
+    // Produced over the PLAINTEXT listener (the test's side); the engines get only the SSL one.
+    await produceLog(broker.brokers, tlsTopic, events);
+  }, 180_000);
+
+  afterAll(async () => {
+    if (redis) {
+      for (const ns of [tlsNamespace, `${tlsNamespace}w`]) await dropNamespace(redis, ns);
+      await redis.quit();
+    }
+    await broker?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to start with another CA, saying to check the CA setting, and consumes nothing', async () => {
+    const { file } = testConfig(tlsYaml(certs.otherCaFile, `${tlsNamespace}w`));
+    const started = Date.now();
+    const outcome = await startEngineProcess({ configFile: file, readyTimeoutMs: 90_000 }).then(
+      async (e) => {
+        await e.kill();
+        return 'started';
+      },
+      (err: Error) => err.message,
+    );
+    expect(outcome).toMatch(/the TLS handshake failed \(.*certificate verify failed/);
+    expect(outcome).toContain('Check kafka.security.tls.caFile (NUDGE_KAFKA_SSL_CA_FILE)');
+    expect(Date.now() - started).toBeLessThan(90_000);
+    // Nothing was consumed: no lane of that engine's namespace ever got a fence.
+    expect(await redis.keys(`{${tlsNamespace}w:*`)).toEqual([]);
+  });
+
+  it('consumes every event with the right CA, over the SSL listener', async () => {
+    const { file } = testConfig(tlsYaml(certs.caFile, tlsNamespace));
+    const engine = await startEngineProcess({ configFile: file, readyTimeoutMs: 90_000 });
+    try {
+      await waitForLanes(redis, tlsNamespace, tlsTopic, await highWatermarks(broker.brokers, tlsTopic), 60_000);
+      expect(await readMetric(engine.opsUrl, 'nudge_events_applied_total')).toBe(EVENTS);
+    } finally {
+      await engine.stop();
     }
   });
 });
