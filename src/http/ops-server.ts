@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 
@@ -51,9 +51,12 @@ export class OpsServer {
   private readonly server: Server;
   private readonly routes: Route[] = [];
   private readonly readiness: ReadinessCheck[];
+  /** SHA-256 of the token (null: no token, the API is open); the token itself is not kept. */
+  private readonly tokenDigest: Buffer | null;
 
   constructor(private readonly options: OpsServerOptions) {
     this.readiness = [...(options.readiness ?? [])];
+    this.tokenDigest = options.token ? createHash('sha256').update(options.token).digest() : null;
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         options.logger.error({ err: errorSummary(err), path: safePath(req.url) }, 'ops request failed');
@@ -137,14 +140,12 @@ export class OpsServer {
   }
 
   private authorized(req: IncomingMessage): boolean {
-    const token = this.options.token;
-    if (!token) return true;
-    const header = req.headers.authorization ?? '';
-    const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
-    const a = Buffer.from(presented);
-    const b = Buffer.from(token);
-    // Constant-time compare so response timing does not reveal the token prefix.
-    return a.length === b.length && timingSafeEqual(a, b);
+    if (!this.tokenDigest) return true;
+    // The scheme is case-insensitive (RFC 7235 §2.1); the token is not.
+    const presented = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    // Digests of equal length, compared in constant time: neither a prefix nor the token's
+    // length can be learnt from how long a 401 takes.
+    return timingSafeEqual(createHash('sha256').update(presented).digest(), this.tokenDigest);
   }
 
   private async readinessReport(): Promise<JsonResponse> {

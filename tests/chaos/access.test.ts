@@ -304,7 +304,7 @@ describe('access control: ops API token and a least-privilege Redis ACL user (is
       ['wrong, same length', { authorization: `Bearer ${wrongSameLength}` }],
       ['wrong, shorter', { authorization: `Bearer ${token.slice(0, 16)}` }],
       ['another scheme', { authorization: `Basic ${Buffer.from(`x:${token}`).toString('base64')}` }],
-      ['lower-case scheme', { authorization: `bearer ${token}` }],
+      ['token with a suffix', { authorization: `Bearer ${token}x` }],
     ];
     const userId = journeyEvents[0]!.userId;
     const statuses: string[] = [];
@@ -314,7 +314,8 @@ describe('access control: ops API token and a least-privilege Redis ACL user (is
     }
     expect(statuses.filter((s) => !s.endsWith(': 401'))).toEqual([]);
 
-    const res = await fetch(`${engine.opsUrl}/v1/users/${userId}`, { headers: auth });
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    const res = await fetch(`${engine.opsUrl}/v1/users/${userId}`, { headers: { authorization: `bearer ${token}` } });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { firstSeen: string }).firstSeen).toBe(new Date(ref.users.get(userId)!.firstSeen).toISOString());
     const metrics = await fetch(`${engine.opsUrl}/metrics`, { headers: auth });

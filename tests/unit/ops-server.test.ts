@@ -3,6 +3,7 @@ import { Counter } from 'prom-client';
 import { OpsServer } from '../../src/http/ops-server.js';
 import { createMetricsRegistry } from '../../src/metrics/registry.js';
 import { silentLogger } from '../../src/log.js';
+import { capturedLogger } from '../support/touch-harness.js';
 
 const servers: OpsServer[] = [];
 afterEach(async () => {
@@ -73,5 +74,30 @@ describe('OpsServer', () => {
     expect((await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
     // Health and readiness stay open for load balancers and orchestrators.
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+
+  it('reads the scheme case-insensitively (RFC 7235) but the token exactly; refuses prefixes, extensions and empty tokens', async () => {
+    const token = 'a-long-enough-token-123';
+    const { server, url } = await start({ token });
+    server.route('GET', '/v1/ping', () => ({ status: 200, body: { pong: true } }));
+    const status = async (authorization: string) => (await fetch(`${url}/v1/ping`, { headers: { authorization } })).status;
+    expect(await status(`bearer ${token}`)).toBe(200);
+    expect(await status(`BEARER ${token}`)).toBe(200);
+    for (const wrong of [`Bearer ${token.toUpperCase()}`, `Bearer ${token.slice(0, -1)}`, `Bearer ${token}x`, `Bearer ${token} ${token}`, 'Bearer ', `Basic ${token}`, token]) {
+      expect([wrong, await status(wrong)]).toEqual([wrong, 401]);
+    }
+  });
+
+  it('never writes the token to its log, even when a route fails on a request that carries it', async () => {
+    const token = 'a-long-enough-token-456';
+    const { logger, text } = capturedLogger();
+    const { server, url } = await start({ token, logger });
+    server.route('GET', '/v1/boom', () => {
+      throw new Error('route failed');
+    });
+    const res = await fetch(`${url}/v1/boom?token=${token}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(500);
+    expect(text()).toContain('ops request failed');
+    expect(text()).not.toContain(token);
   });
 });
