@@ -16,7 +16,11 @@
  *           backlog is older than maxTriggerAge, so rules run but event triggers do not fire).
  *   paced   the full Engine on an empty topic while this (parent) process produces live events
  *           at --rate (10,000/s) for --warmup-seconds + --paced-seconds; percentiles over the
- *           measured window only.
+ *           measured window only. With journeys on, also event-to-enqueue: a triggering event's
+ *           send time to the creation of its touch's BullMQ job (waiting, not delayed).
+ *   journeys (issue 4) the Engine without and with the playbook, alternating, on a backlog of
+ *           fresh traffic (the last 30 minutes: triggers fire, ~1.5 % of events become touches):
+ *           throughput with journeys against the state core's in the same run, touches/s.
  * Floor, core and drain alternate for --rounds rounds and are reported as medians (the machine is
  * shared: a burst of someone else's load then hits both). Throughput and CPU are taken from the
  * first batch (floor) or first commit (drain) to the last, so group join and JIT start-up are
@@ -35,21 +39,23 @@
  *
  *   npm run bench:pipeline -- [--events 300000] [--partitions 4] [--users 50000] [--rate 10000]
  *       [--paced-seconds 20] [--warmup-seconds 3] [--config config/nudge.yaml]
- *       [--rounds 2] [--variants floor,core,drain,paced] [--profile]
+ *       [--rounds 2] [--variants floor,core,drain,journeys,paced] [--profile]
  * BENCH_EVENTS sets --events; KAFKA_BROKERS / REDIS_URL reuse running services (Redis CPU per
  * event then includes anyone else's load on that server). Prints one table; writes
  * bench/results/pipeline.json. --profile writes V8 CPU profiles of every variant's
  * process (summarise with `npx tsx bench/profile-summary.ts FILE`).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import kafka from '@confluentinc/kafka-javascript';
 import type { DeliveryReport, LibrdKafkaError, ProducerGlobalConfig } from '@confluentinc/kafka-javascript';
+import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { parseDocument } from 'yaml';
 import { encodeEvent } from '../src/contract/event.js';
 import { DEFAULT_EVENT_LIMITS, parseEvent } from '../src/contract/validate.js';
 import { loadConfig } from '../src/config/load.js';
@@ -57,7 +63,9 @@ import { Engine } from '../src/engine/engine.js';
 import { compileStateSpec } from '../src/engine/state-spec.js';
 import { silentLogger } from '../src/log.js';
 import { createMetricsRegistry } from '../src/metrics/registry.js';
+import { EventProducer } from '../src/sources/event-producer.js';
 import { KafkaSource } from '../src/sources/kafka-source.js';
+import { laneKeys } from '../src/state/keys.js';
 import { TrafficGenerator } from '../src/tools/loadgen/traffic.js';
 import { produceBacklog } from './support/backlog.js';
 import { BenchChild, childInput, exitChild, fromParent, toParent, type Message } from './support/child.js';
@@ -338,7 +346,7 @@ function parseOptions(argv: string[]): Options {
       'warmup-seconds': { type: 'string', default: '3' },
       rounds: { type: 'string', default: '2' },
       config: { type: 'string', default: path.join(REPO, 'config', 'nudge.yaml') },
-      variants: { type: 'string', default: 'floor,core,drain,paced' },
+      variants: { type: 'string', default: 'floor,core,drain,journeys,paced' },
       profile: { type: 'boolean', default: false },
     },
   });
@@ -425,6 +433,14 @@ async function main(): Promise<void> {
   if (samples.floor.length > 0) rows.push(drainRow('floor: consume + parse', samples.floor, null));
   if (samples.core.length > 0) rows.push(drainRow('engine, no journeys: drain', samples.core, floorUs));
   if (samples.drain.length > 0) rows.push(drainRow('engine: drain backlog', samples.drain, floorUs));
+  // Journeys (issue 4): the playbook on fresh traffic against the state core, same run.
+  if (o.variants.has('journeys')) {
+    const fresh = `${topic}.fresh`;
+    topics.push(fresh, `${fresh}.dlq`);
+    await Promise.all([createTopic(services.brokers, fresh, o.partitions), createTopic(services.brokers, `${fresh}.dlq`, 1)]);
+    await produceFreshBacklog(services.brokers, fresh, o);
+    rows.push(...journeysRows(await runJourneysDrain(o, services, namespace, fresh, profileArgs), floorUs));
+  }
   if (o.variants.has('paced')) {
     // The broker stamps each message with its append time, which the producer's delivery report
     // returns: the latency then splits into producer -> broker and broker -> committed state.
@@ -432,10 +448,15 @@ async function main(): Promise<void> {
       createTopic(services.brokers, live, o.partitions, { 'message.timestamp.type': 'LogAppendTime' }),
       createTopic(services.brokers, `${live}.dlq`, 1),
     ]);
-    const configFile = await benchConfigFile(o.config, target(live, uniqueName('bench-paced')));
-    rows.push(
-      await runPaced(o, services.brokers, { variant: 'paced', redisUrl: services.redisUrl, namespace, topic: live, partitions: o.partitions, configFile }, floorUs, profileArgs('paced')),
-    );
+    // Journeys (issue 4): the paced run's own touch queue, and each measured event's send time.
+    const pacedQueue = `bench-touches-${namespace}P`;
+    onCleanup(() => dropNamespace(services.redisUrl, `bull:${pacedQueue}`));
+    const configFile = await withTouchQueue(await benchConfigFile(o.config, target(live, uniqueName('bench-paced'))), pacedQueue);
+    const sentAt = new Map<string, number>();
+    const row = await runPaced(o, services.brokers, { variant: 'paced', redisUrl: services.redisUrl, namespace, topic: live, partitions: o.partitions, configFile }, floorUs, profileArgs('paced'), sentAt);
+    const { jobs, outbox } = await touchesDecided(services.redisUrl, pacedQueue, namespace, live, Array.from({ length: o.partitions }, (_, i) => i));
+    Object.assign(row.notes, enqueueLatency(jobs, sentAt, o.pacedSeconds), { touchesNotRelayed: outbox });
+    rows.push(row);
   }
 
   const finalMeta = finishMeta(meta);
@@ -457,7 +478,7 @@ async function main(): Promise<void> {
       fmtInt(r.peakRssMb),
     ]),
   );
-  const verdicts = targetVerdicts(rows);
+  const verdicts = [...targetVerdicts(rows), ...journeysVerdicts(rows)];
   process.stdout.write(`\n${title}\n${table}\n`);
   for (const v of verdicts) process.stdout.write(`${v}\n`);
   const paced = rows.find((r) => r.variant.startsWith('engine: paced'));
@@ -470,6 +491,12 @@ async function main(): Promise<void> {
         `p50 ${n('histogramP50Ms')} / p99 ${n('histogramP99Ms')} ms; idle engine (no traffic) ${n('idleNodeMsPerSec')} ms CPU/s in Node, ` +
         `${n('idleRedisMsPerSec')} ms/s in Redis\n`,
     );
+  }
+  const on = rows.find((r) => r.variant === 'fresh: engine + playbook');
+  if (on) process.stdout.write(`playbook on fresh traffic: ${fmtInt(on.notes['touches'] as number)} touches (${fmt(on.notes['touchRatePct'] as number, 2)} % of events), ${fmt(on.notes['touchesPerSec'] as number, 0)} touches/s, ${fmt(100 * (on.notes['throughputVsCore'] as number), 0)} % of the state core's events/s\n`);
+  if (paced && typeof paced.notes['enqueueP99Ms'] === 'number') {
+    const n = (k: string) => fmt(paced.notes[k] as number, 1);
+    process.stdout.write(`paced event-to-enqueue (waiting job created - event sent): p50 ${n('enqueueP50Ms')} / p99 ${n('enqueueP99Ms')} / max ${n('enqueueMaxMs')} ms over ${fmtInt(paced.notes['touchesInWindow'] as number)} touches (${n('touchesPerSec')}/s; ${fmtInt(paced.notes['delayedTouches'] as number)} delayed on purpose, ${fmtInt(paced.notes['touchesNotRelayed'] as number)} left in the outbox)\n`);
   }
   const waits = rows.filter((r) => typeof r.notes['cpuWaitShare'] === 'number' && Number.isFinite(r.notes['cpuWaitShare']));
   if (waits.length > 0) {
@@ -528,6 +555,8 @@ async function runPaced(
   input: Extract<ChildInput, { variant: 'paced' }>,
   floorUs: number | null,
   execArgv: string[],
+  /** Journeys (issue 4): filled with the send time of each event sent in the measured window. */
+  sentAtById?: Map<string, number>,
 ): Promise<Row> {
   const child = new BenchChild(THIS_FILE, input, { execArgv });
   try {
@@ -579,6 +608,7 @@ async function runPaced(
         const { event } = generator.next();
         const value = Buffer.from(encodeEvent({ ...event, timeMs: ts, sentMs: ts }));
         producer.produce(input.topic, null, value, event.userId, ts, ts);
+        if (sentAtById !== undefined && marked) sentAtById.set(event.eventId, ts);
         sent++;
       }
       if (now - lastProgress >= 5_000) {
@@ -739,6 +769,155 @@ async function dropNamespace(redisUrl: string, namespace: string): Promise<void>
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journeys on (issue 4): the shipped playbook firing on fresh traffic, against the state core
+// alone on the same topic in the same run; and event-to-enqueue latency in the paced variant.
+// ---------------------------------------------------------------------------------------------
+
+/** Event time covered by the fresh backlog, ending a minute ago: inside maxTriggerAge (1 h). */
+const FRESH_SPAN_MS = 30 * 60_000;
+
+/**
+ * The load generator's traffic re-stamped evenly into the last FRESH_SPAN_MS (order kept, so a
+ * user's events stay in order), so journey triggers fire as they would on live traffic: the
+ * backlog of the `drain` variant is days old and triggers nothing by event.
+ */
+async function produceFreshBacklog(brokers: string, topic: string, o: Options): Promise<{ firstMs: number }> {
+  const producer = new EventProducer({ connection: { 'bootstrap.servers': brokers } });
+  await producer.connect();
+  try {
+    const end = Date.now() - 60_000;
+    const start = end - FRESH_SPAN_MS;
+    const gen = new TrafficGenerator({ seed: o.seed + 2, users: o.users, ratePerSec: o.events / (FRESH_SPAN_MS / 1000), startMs: start, reportingTimeZone: ZONE });
+    for (let i = 0; i < o.events; i++) {
+      const { event } = gen.next();
+      const t = start + Math.floor((i * FRESH_SPAN_MS) / o.events);
+      await producer.produce(topic, event.userId, encodeEvent({ ...event, timeMs: t, sentMs: t }), t);
+      if (i % 50_000 === 0 && i > 0) progress(`producing ${topic}: ${fmtInt(i)} / ${fmtInt(o.events)}`);
+    }
+    const stats = await producer.flush();
+    if (stats.failed > 0) throw new Error(`${stats.failed} of ${stats.sent} fresh events were not delivered: ${stats.firstError}`);
+    return { firstMs: start };
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** A bench config with its own touch queue, so the rounds' touches are counted apart. */
+async function withTouchQueue(configFile: string, queue: string): Promise<string> {
+  const doc = parseDocument(await readFile(configFile, 'utf8'));
+  doc.setIn(['touches', 'queue'], queue);
+  await writeFile(configFile, doc.toString());
+  return configFile;
+}
+
+/** Touches decided in a run: jobs in its queue (any state) plus outbox entries not yet relayed. */
+async function touchesDecided(redisUrl: string, queueName: string, namespace: string, topic: string, partitions: number[]): Promise<{ jobs: Job[]; outbox: number }> {
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(queueName, { connection });
+  try {
+    const jobs = await queue.getJobs(['completed', 'failed', 'waiting', 'delayed', 'active', 'prioritized']);
+    let outbox = 0;
+    for (const p of partitions) outbox += await connection.hlen(laneKeys(namespace, topic, p).outbox);
+    return { jobs, outbox };
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+}
+
+interface JourneysSamples {
+  core: DrainResult[];
+  journeys: Array<DrainResult & { touches: number }>;
+}
+
+/** Alternates the state core and the full playbook on the fresh backlog, --rounds rounds each. */
+async function runJourneysDrain(o: Options, services: { brokers: string; redisUrl: string }, namespace: string, topic: string, profile: (name: string) => string[]): Promise<JourneysSamples> {
+  const ends = await highWatermarks(services.brokers, topic);
+  const partitions = [...ends.keys()];
+  const out: JourneysSamples = { core: [], journeys: [] };
+  for (let round = 1; round <= o.rounds; round++) {
+    for (const journeys of [false, true]) {
+      const name = journeys ? 'journeys' : 'jcore';
+      progress(`round ${round}/${o.rounds} ${name}: Engine${journeys ? ' with the playbook' : ' without journeys'} draining ${fmtInt(sumOf(ends))} fresh events...`);
+      const ns = `${namespace}${journeys ? 'J' : 'C'}${round}`;
+      const queue = `bench-touches-${ns}`;
+      onCleanup(() => dropNamespace(services.redisUrl, ns));
+      onCleanup(() => dropNamespace(services.redisUrl, `bull:${queue}`));
+      const base = await benchConfigFile(o.config, { brokers: services.brokers, redisUrl: services.redisUrl, topic, groupId: uniqueName(`bench-${name}`), namespace: ns }, { journeys });
+      const configFile = await withTouchQueue(base, queue);
+      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile }, profile(o.rounds > 1 ? `${name}-${round}` : name));
+      if (journeys) {
+        const { jobs, outbox } = await touchesDecided(services.redisUrl, queue, ns, topic, partitions);
+        out.journeys.push({ ...r, touches: jobs.length + outbox });
+        progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event, ${fmtInt(jobs.length + outbox)} touches`);
+      } else {
+        out.core.push(r);
+        progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event`);
+      }
+    }
+  }
+  return out;
+}
+
+function journeysRows(s: JourneysSamples, floorUs: number | null): Row[] {
+  if (s.core.length === 0 || s.journeys.length === 0) return [];
+  const core = drainRow('fresh: engine, no journeys', s.core, floorUs);
+  const on = drainRow('fresh: engine + playbook', s.journeys, floorUs);
+  const touches = median(s.journeys.map((r) => r.touches));
+  on.notes['touches'] = touches;
+  on.notes['touchRatePct'] = round3((100 * touches) / on.events);
+  on.notes['touchesPerSec'] = round3(median(s.journeys.map((r) => r.touches / r.seconds)));
+  on.notes['throughputVsCore'] = round3(on.eventsPerSec / core.eventsPerSec);
+  return [core, on];
+}
+
+/**
+ * Event-to-enqueue in the paced variant: for each touch whose triggering event was sent in the
+ * measured window, the job's creation time in BullMQ (the relay's addBulk) minus the event's
+ * send time (also its event time). Only touches due at once count (the job was added waiting,
+ * not delayed): a quiet-hours deferral or a step at the user's usual hour is delayed on purpose.
+ */
+function enqueueLatency(jobs: Job[], sentAt: ReadonlyMap<string, number>, seconds: number): Record<string, number> {
+  const waiting: number[] = [];
+  let delayed = 0;
+  let timer = 0;
+  for (const j of jobs) {
+    const d = j.data as { triggerEventId?: string };
+    const sent = sentAt.get(d.triggerEventId ?? '');
+    if (sent === undefined) {
+      timer++; // a timer's (absence, inactivity) or an event's sent outside the window
+      continue;
+    }
+    if ((j.delay ?? 0) > 0) delayed++;
+    else waiting.push(j.timestamp - sent);
+  }
+  return {
+    touchesInWindow: waiting.length + delayed,
+    touchesPerSec: round3((waiting.length + delayed) / seconds),
+    delayedTouches: delayed,
+    timerOrOutsideTouches: timer,
+    enqueueP50Ms: quantile(waiting, 0.5) ?? NaN,
+    enqueueP99Ms: quantile(waiting, 0.99) ?? NaN,
+    enqueueMaxMs: quantile(waiting, 1) ?? NaN,
+  };
+}
+
+function journeysVerdicts(rows: Row[]): string[] {
+  const out: string[] = [];
+  const check = (ok: boolean, text: string) => out.push(`${ok ? 'MET   ' : 'MISSED'} ${text}`);
+  const on = rows.find((r) => r.variant === 'fresh: engine + playbook');
+  if (on) {
+    const ratio = on.notes['throughputVsCore'] as number;
+    check(ratio >= 0.8, `playbook on (${fmt(on.notes['touchRatePct'] as number, 2)} % touch rate): throughput >= 80 % of the state core's, same run: ${fmt(100 * ratio, 0)} %`);
+  }
+  const paced = rows.find((r) => r.variant.startsWith('engine: paced'));
+  if (paced && typeof paced.notes['enqueueP99Ms'] === 'number') {
+    check((paced.notes['enqueueP99Ms'] as number) <= 100, `p99 event-to-enqueue (waiting job) <= 100 ms at ${paced.variant.replace('engine: paced ', '')}: ${fmt(paced.notes['enqueueP99Ms'] as number, 1)} ms over ${fmtInt(paced.notes['touchesInWindow'] as number)} touches`);
+  }
+  return out;
 }
 
 const input = childInput<ChildInput>();

@@ -3,6 +3,7 @@ import { touchIdOf } from './assignment.js';
 import type { DecideContext, JourneyInput, JourneyStepResult, TouchDecision } from './decisions.js';
 import { fireDueWaits } from './due-waits.js';
 import { applyEventEffects, recordConversions, recordLateFollowUps } from './event-effects.js';
+import { eventPlan } from './event-index.js';
 import { eventTriggers, timerStageTriggers } from './event-triggers.js';
 import { cloneJourneyState, emptyJourneyState, nextDueAt, pruneJourneyState, type TouchRecord } from './journey-state.js';
 import { zoneOf } from './local-time.js';
@@ -38,12 +39,13 @@ export function decideJourneys(spec: RulesSpec, input: JourneyInput): JourneySte
   };
 
   const e = input.event;
-  if (e !== null) applyEventEffects(ctx, e);
+  const plan = e !== null ? eventPlan(spec, e.name) : null;
+  if (e !== null && plan !== null) applyEventEffects(ctx, e, plan);
   fireDueWaits(ctx);
-  if (e !== null) {
-    recordLateFollowUps(ctx, e);
-    recordConversions(ctx, e);
-    eventTriggers(ctx, input.before, e);
+  if (e !== null && plan !== null) {
+    recordLateFollowUps(ctx, e, plan);
+    recordConversions(ctx, e, plan);
+    eventTriggers(ctx, input.before, e, plan);
   } else if (input.before !== null && input.before.stage !== input.after.stage) {
     timerStageTriggers(ctx, input.before, input.after);
   }

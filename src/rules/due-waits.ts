@@ -9,6 +9,8 @@ import { JOURNEY_STATE_BOUNDS } from './journey-state.js';
  */
 export function fireDueWaits(ctx: DecideContext): void {
   const { state, now, spec } = ctx;
+  // Runs on every event and almost never finds a wait due: test before allocating.
+  if (!state.waits.some((w) => w.dueAt <= now)) return;
   const due = state.waits.filter((w) => w.dueAt <= now).sort((a, b) => a.dueAt - b.dueAt);
   if (due.length === 0) return;
   state.waits = state.waits.filter((w) => w.dueAt > now);

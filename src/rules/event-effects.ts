@@ -4,7 +4,8 @@ import type { DecideContext } from './decisions.js';
 import { addWait } from './enter-journey.js';
 import { matchesFilter } from './filter.js';
 import { cancelledKeepMs, recordCancelledTouch } from './journey-state.js';
-import type { Filter } from './rules-spec.js';
+import type { EventPlan } from './event-index.js';
+import type { Filter, JourneySpec } from './rules-spec.js';
 
 /**
  * What an event does besides triggering: consent choices, exits, follow-ups that end absence
@@ -13,20 +14,20 @@ import type { Filter } from './rules-spec.js';
  */
 
 /** Before due waits fire: choices, exits and in-time follow-ups must win over a deadline. */
-export function applyEventEffects(ctx: DecideContext, e: AppEvent): void {
-  ctx.out.consentChanges.push(...applyConsentEvent(ctx.spec.policy, ctx.state.consent, e));
-  applyExits(ctx, e);
-  endAbsenceWaits(ctx, e);
-  pushBackInactivity(ctx, e);
+export function applyEventEffects(ctx: DecideContext, e: AppEvent, plan: EventPlan): void {
+  if (plan.consent) ctx.out.consentChanges.push(...applyConsentEvent(ctx.spec.policy, ctx.state.consent, e));
+  if (plan.exits.length > 0) applyExits(ctx, e, plan.exits);
+  if (plan.followUps.length > 0) endAbsenceWaits(ctx, e, plan.followUps);
+  if (plan.inactivity.length > 0) pushBackInactivity(ctx, e, plan.inactivity);
 }
 
 /**
  * An exit event ends the journey: later steps, absence waits and touches not yet due. An exit
  * event older than the entry (a late event from before it) does not end that entry.
  */
-function applyExits(ctx: DecideContext, e: AppEvent): void {
+function applyExits(ctx: DecideContext, e: AppEvent, journeys: readonly JourneySpec[]): void {
   const { state } = ctx;
-  for (const j of ctx.spec.journeys) {
+  for (const j of journeys) {
     if (!matchesAny(j.exitOn, e)) continue;
     const entry = state.entries[j.id];
     const inEntry = entry !== undefined && entry.exitedAt === undefined && e.timeMs >= entry.at;
@@ -50,8 +51,8 @@ function applyExits(ctx: DecideContext, e: AppEvent): void {
 }
 
 /** `then` arrived within the window: the absence wait with the same key ends without a touch. */
-function endAbsenceWaits(ctx: DecideContext, e: AppEvent): void {
-  for (const j of ctx.spec.journeys) {
+function endAbsenceWaits(ctx: DecideContext, e: AppEvent, journeys: readonly JourneySpec[]): void {
+  for (const j of journeys) {
     const t = j.trigger;
     if (t.type !== 'notFollowedBy' || !matchesFilter(t.then, e)) continue;
     const key = pairingKey(t.by, e);
@@ -65,8 +66,8 @@ function endAbsenceWaits(ctx: DecideContext, e: AppEvent): void {
 }
 
 /** Each matching event moves the inactivity deadline to (event time + the inactivity span). */
-function pushBackInactivity(ctx: DecideContext, e: AppEvent): void {
-  for (const j of ctx.spec.journeys) {
+function pushBackInactivity(ctx: DecideContext, e: AppEvent, journeys: readonly JourneySpec[]): void {
+  for (const j of journeys) {
     const t = j.trigger;
     if (t.type !== 'inactive' || (t.match !== null && !matchesFilter(t.match, e))) continue;
     const dueAt = e.timeMs + t.forMs;
@@ -77,11 +78,11 @@ function pushBackInactivity(ctx: DecideContext, e: AppEvent): void {
 }
 
 /** After due waits fired: a follow-up to an absence that already fired is late, and counted once. */
-export function recordLateFollowUps(ctx: DecideContext, e: AppEvent): void {
-  for (const j of ctx.spec.journeys) {
+export function recordLateFollowUps(ctx: DecideContext, e: AppEvent, plan: EventPlan): void {
+  if (ctx.state.fired.length === 0) return;
+  for (const j of plan.followUps) {
     const t = j.trigger;
     if (t.type !== 'notFollowedBy' || !matchesFilter(t.then, e)) continue;
-    if (ctx.state.fired.length === 0) continue;
     const key = pairingKey(t.by, e);
     const i = ctx.state.fired.findIndex((f) => f.journeyId === j.id && f.key === key && e.timeMs > f.dueAt);
     if (i < 0) continue;
@@ -91,8 +92,8 @@ export function recordLateFollowUps(ctx: DecideContext, e: AppEvent): void {
 }
 
 /** Conversions inside the attribution window of an entry, once per entry, holdouts included. */
-export function recordConversions(ctx: DecideContext, e: AppEvent): void {
-  for (const j of ctx.spec.journeys) {
+export function recordConversions(ctx: DecideContext, e: AppEvent, plan: EventPlan): void {
+  for (const j of plan.conversions) {
     const entry = ctx.state.entries[j.id];
     if (j.conversion === null || entry === undefined || entry.convertedAt !== undefined) continue;
     if (e.timeMs < entry.at || e.timeMs - entry.at > j.conversion.withinMs || !matchesFilter(j.conversion.match, e)) continue;

@@ -3,6 +3,7 @@ import { dayNumber } from '../time/calendar.js';
 import type { DecideContext } from './decisions.js';
 import { addWait, enterJourney, skip } from './enter-journey.js';
 import { pairingKey } from './event-effects.js';
+import type { EventPlan } from './event-index.js';
 import { matchesFilter } from './filter.js';
 import type { JourneySpec } from './rules-spec.js';
 import { countWithin, liveStreak, type UserFacts } from './user-facts.js';
@@ -12,10 +13,10 @@ import { countWithin, liveStreak, type UserFacts } from './user-facts.js';
  * absence waits it starts (notFollowedBy). An event older than maxTriggerAge by the wall clock
  * fires nothing: each trigger it would have fired is a skip with reason stale_event.
  */
-export function eventTriggers(ctx: DecideContext, before: UserFacts | null, e: AppEvent): void {
+export function eventTriggers(ctx: DecideContext, before: UserFacts | null, e: AppEvent, plan: EventPlan): void {
   const stale = ctx.now - e.timeMs > ctx.spec.maxTriggerAgeMs;
   let today: number | undefined;
-  for (const journey of ctx.spec.journeys) {
+  for (const journey of plan.triggers) {
     const t = journey.trigger;
     switch (t.type) {
       case 'event':

@@ -125,21 +125,32 @@ export function emptyJourneyState(): JourneyUserState {
  * by an older version read as empty.
  */
 export function cloneJourneyState(s: JourneyUserState): JourneyUserState {
+  // Runs once per user per batch: plain loops, and no copies of empty lists.
   const entries: Record<string, JourneyEntry> = {};
-  for (const k in s.entries ?? {}) {
-    const e = s.entries[k]!;
-    entries[k] = { ...e, pending: (e.pending ?? []).map((p) => ({ ...p })) };
+  const from = s.entries;
+  if (from !== undefined) {
+    for (const k in from) {
+      const e = from[k]!;
+      entries[k] = { ...e, pending: copyEach(e.pending) };
+    }
   }
   return {
     entries,
-    waits: (s.waits ?? []).map((w) => ({ ...w })),
-    history: (s.history ?? []).map((h) => ({ ...h })),
+    waits: copyEach(s.waits),
+    history: copyEach(s.history),
     lastTouchByChannel: { ...s.lastTouchByChannel },
     consent: { ...s.consent },
-    firstTimeSeen: [...(s.firstTimeSeen ?? [])],
-    fired: (s.fired ?? []).map((f) => ({ ...f })),
-    cancelled: (s.cancelled ?? []).map((c) => ({ ...c })),
+    firstTimeSeen: s.firstTimeSeen === undefined || s.firstTimeSeen.length === 0 ? [] : s.firstTimeSeen.slice(),
+    fired: copyEach(s.fired),
+    cancelled: copyEach(s.cancelled),
   };
+}
+
+function copyEach<T extends object>(xs: readonly T[] | undefined): T[] {
+  if (xs === undefined || xs.length === 0) return [];
+  const out = new Array<T>(xs.length);
+  for (let i = 0; i < xs.length; i++) out[i] = { ...xs[i]! };
+  return out;
 }
 
 /** When the user's next journey timer is due, or null when none is pending. */

@@ -20,9 +20,6 @@ export interface TouchAtSend {
  */
 export function refusedAtSend(policy: PolicySpec, state: JourneyUserState | null | undefined, touch: TouchAtSend): SendReason | null {
   if (!consentFor(policy, state?.consent ?? {}, touch.channel).granted) return 'no_consent_at_send';
-  // Called off by an exit and the user re-entered since: the entry below is the new one, so
-  // only the recorded id says this touch was cancelled (regression: tests/unit/rules-send-time-check).
-  if (state?.cancelled?.some((c) => c.touchId === touch.touchId)) return 'cancelled_before_send';
   // Called off when the user left the very entry this touch belongs to. Compared by identity
   // (the touch id derives from the entry's occurrence), not by time: the exit's time is event
   // time and the decision's is the wall clock, and mixing them let cancelled touches through
@@ -32,5 +29,8 @@ export function refusedAtSend(policy: PolicySpec, state: JourneyUserState | null
   if (entry?.exitedAt !== undefined && touchIdOf({ journeyId: touch.journeyId, stepId: touch.stepId, userId: touch.userId, occurrence: entry.occurrence }) === touch.touchId) {
     return 'exited_before_send';
   }
+  // Called off by an exit and the user re-entered since: the entry above is the new one, so
+  // only the recorded id says this touch was cancelled (regression: tests/unit/rules-send-time-check).
+  if (state?.cancelled?.some((c) => c.touchId === touch.touchId)) return 'cancelled_before_send';
   return null;
 }

@@ -19,22 +19,65 @@ import type { UserState } from './user-state.js';
 /** Counter hash (per lane) of one journey's decisions, conversions and spend. */
 export const journeyHash = (journeyId: string): string => `j:${journeyId}`;
 
-/** The facts the rules see, copied so later updates of the same state in a batch do not leak in. */
+/**
+ * The facts before an event, kept while the state step applies it: the counter and streak maps
+ * are copied (applying the event replaces their entries), and the sums are computed only if a
+ * rule reads them (few do; each costs a walk over the buckets).
+ */
 export function factsOf(s: UserState, now: number, spec: StateSpec): UserFacts {
-  const sums: Record<string, number> = {};
-  for (const sum of spec.sums) sums[sum.name] = windowSum(s.sums[sum.name] ?? [], now, sum.windowMs, sum.bucketMs);
-  return {
-    firstSeen: s.firstSeen,
-    lastSeen: s.lastSeen,
-    stage: s.stage,
-    stageSince: s.stageSince,
-    tz: s.tz,
-    traits: { ...s.traits },
-    counters: { ...s.counters },
-    sums,
-    streaks: { ...s.streaks },
-    activeHours: s.hours ?? null,
-  };
+  return facts(s, now, spec, true);
+}
+
+/** The facts as they are now, read during one journey decision only: nothing copied. */
+function currentFacts(s: UserState, now: number, spec: StateSpec): UserFacts {
+  return facts(s, now, spec, false);
+}
+
+function facts(s: UserState, now: number, spec: StateSpec, snapshot: boolean): UserFacts {
+  return new Facts(s, now, spec, snapshot);
+}
+
+/** A class, not an object literal with a getter: V8 builds literals with accessors slowly. */
+class Facts implements UserFacts {
+  readonly firstSeen: number;
+  readonly lastSeen: number;
+  readonly stage: string;
+  readonly stageSince: number;
+  readonly tz: string;
+  readonly traits: Readonly<Record<string, string>>;
+  readonly counters: Readonly<Record<string, readonly number[]>>;
+  readonly streaks: Readonly<Record<string, { readonly current: number; readonly last: number }>>;
+  readonly activeHours: readonly number[] | null;
+  private readonly buckets: UserState['sums'];
+  private computed: Record<string, number> | undefined;
+
+  constructor(
+    s: UserState,
+    private readonly now: number,
+    private readonly spec: StateSpec,
+    snapshot: boolean,
+  ) {
+    this.firstSeen = s.firstSeen;
+    this.lastSeen = s.lastSeen;
+    this.stage = s.stage;
+    this.stageSince = s.stageSince;
+    this.tz = s.tz;
+    this.traits = snapshot ? { ...s.traits } : s.traits;
+    this.counters = snapshot ? { ...s.counters } : s.counters;
+    this.streaks = snapshot ? { ...s.streaks } : s.streaks;
+    this.activeHours = s.hours ?? null;
+    this.buckets = snapshot && spec.sums.length > 0 ? { ...s.sums } : s.sums;
+    this.computed = undefined;
+  }
+
+  get sums(): Readonly<Record<string, number>> {
+    if (this.computed === undefined) {
+      const out: Record<string, number> = {};
+      for (const sum of this.spec.sums) out[sum.name] = windowSum(this.buckets[sum.name] ?? [], this.now, sum.windowMs, sum.bucketMs);
+      this.computed = out;
+    }
+    return this.computed;
+  }
 }
 
 /** Counts the event in the user's local hour-of-day histogram (24 counts: bounded). */
@@ -62,7 +105,7 @@ export function runJourneys(
   now: number,
   spec: StateSpec,
 ): JourneyEffects {
-  const result = decideJourneys(rules, { userId, now, before, after: factsOf(s, now, spec), event, state: s.journeys ?? null });
+  const result = decideJourneys(rules, { userId, now, before, after: currentFacts(s, now, spec), event, state: s.journeys ?? null });
   s.journeys = result.state;
   return effectsOf(rules, result);
 }

@@ -32,12 +32,12 @@ describe('send-time re-check', () => {
     expect(atSend(u, second)).toBeNull();
   });
 
-  it('without a re-entry the exit refuses it too, and a touch of a live entry passes', () => {
+  it('without a re-entry the exit refuses it as exited_before_send; a touch of a live entry passes', () => {
     const u = new SimUser(rules([offer()]));
     const t = u.event(event('viewed', T0)).touches[0]!;
     expect(atSend(u, t)).toBeNull();
     u.event(event('applied', T0 + MIN));
-    expect(atSend(u, t)).toBe('cancelled_before_send');
+    expect(atSend(u, t)).toBe('exited_before_send');
   });
 
   it('an opt-out after the decision refuses the touch (no_consent_at_send)', () => {
@@ -56,7 +56,7 @@ describe('send-time re-check', () => {
     const t = u.event(event('viewed', T0)).touches[0]!;
     u.event(event('applied', T0 + MIN));
     expect(u.state!.cancelled).toEqual([{ touchId: t.touchId, until: T0 + HOUR + DAY }]);
-    u.event(event('other', T0 + HOUR + DAY - 1));
+    u.event(event('viewed', T0 + HOUR + DAY - 2)); // a re-entry: only the recorded id stops it now
     expect(atSend(u, t)).toBe('cancelled_before_send');
     u.event(event('other', T0 + HOUR + DAY));
     expect(u.state!.cancelled).toEqual([]);
