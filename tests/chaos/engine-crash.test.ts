@@ -181,7 +181,8 @@ describe('engine SIGKILLs at chosen points and at random moments during a 100,00
     timings.crash2 = Date.now() - t0;
 
     // 3. Mid-batch: the 150th batch committed in Redis dies before its Kafka offset commit, so the
-    //    next process re-reads at least that batch and only the fence stops it being applied twice.
+    //    group's committed offset is behind Redis. The next process must resume at the Redis fence
+    //    (DESIGN §5), and were it to read from the group's offset, the fence refuses the batch.
     await crashed(await start('batch-committed:150'), 'batch-committed');
     const after3 = await settledAfterKill();
     let reread = 0;
