@@ -52,6 +52,11 @@ export interface SslListenerOptions {
   port?: number;
   keystoreFile: string;
   keystorePassword: string;
+  /**
+   * Also serve a SASL_SSL listener (same certificate) that logs users in with SCRAM-SHA-512,
+   * with this one user, created when the data dir is formatted. @default none
+   */
+  scram?: { username: string; password: string; port?: number };
 }
 
 export interface KafkaBrokerHandle {
@@ -59,6 +64,8 @@ export interface KafkaBrokerHandle {
   brokers: string;
   /** With the `ssl` option: the SSL listener's bootstrap servers, `localhost:PORT`. */
   sslBrokers?: string;
+  /** With `ssl.scram`: the SASL_SSL (SCRAM-SHA-512) listener's bootstrap servers, `localhost:PORT`. */
+  saslSslBrokers?: string;
   port: number;
   controllerPort: number;
   pid: number;
@@ -144,9 +151,19 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions = {}): Promise<K
   const propsFile = join(dataDir, 'server.properties');
   const log4jFile = join(dataDir, 'log4j2.xml');
   await mkdir(dataDir, { recursive: true });
-  let sslPort = opts.ssl ? (opts.ssl.port ?? (await freePort())) : undefined;
-  while (sslPort !== undefined && (sslPort === port || sslPort === controllerPort)) sslPort = await freePort();
-  const ssl = opts.ssl && sslPort !== undefined ? { ...opts.ssl, port: sslPort } : undefined;
+  const taken = new Set([port, controllerPort]);
+  const anotherPort = async (wanted: number | undefined): Promise<number> => {
+    let p = wanted ?? (await freePort());
+    while (taken.has(p)) p = await freePort();
+    taken.add(p);
+    return p;
+  };
+  let ssl: SslListener | undefined;
+  if (opts.ssl) {
+    const { scram, keystoreFile, keystorePassword } = opts.ssl;
+    ssl = { keystoreFile, keystorePassword, port: await anotherPort(opts.ssl.port) };
+    if (scram) ssl.scram = { ...scram, port: await anotherPort(scram.port) };
+  }
   const extra = Object.entries(opts.properties ?? {}).map(([key, value]) => `${key}=${value}`);
   await writeFile(propsFile, serverProperties(port, controllerPort, kraftDir, ssl) + extra.join('\n'));
   await writeFile(log4jFile, log4jConfig(logFile));
@@ -155,7 +172,9 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions = {}): Promise<K
   // Formatting writes meta.properties; skipping it on a formatted dir is what makes restarts work.
   if (!(await exists(join(kraftDir, 'meta.properties')))) {
     const cds = await classDataArchive(libs, 'storage-tool', javaVersion);
-    const format = await run('java', [...cds.jvmArgs, ...jvmCommon, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', propsFile]);
+    // SCRAM users of a KRaft cluster are records in its metadata log, written when it is formatted.
+    const scram = ssl?.scram ? ['--add-scram', `SCRAM-SHA-512=[name=${ssl.scram.username},password=${ssl.scram.password}]`] : [];
+    const format = await run('java', [...cds.jvmArgs, ...jvmCommon, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', propsFile, ...scram]);
     await cds.settle(format !== 'missing' && format.code === 0);
     if (format === 'missing' || format.code !== 0) {
       throw startError(`could not format the Kafka data dir ${kraftDir}:\n${format === 'missing' ? 'java not found' : format.output}`);
@@ -210,6 +229,7 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions = {}): Promise<K
   return {
     brokers,
     ...(ssl ? { sslBrokers: `localhost:${ssl.port}` } : {}),
+    ...(ssl?.scram ? { saslSslBrokers: `localhost:${ssl.scram.port}` } : {}),
     port,
     controllerPort,
     pid,
@@ -228,8 +248,15 @@ export async function startKafkaBroker(opts: KafkaBrokerOptions = {}): Promise<K
   };
 }
 
-function serverProperties(port: number, controllerPort: number, kraftDir: string, ssl?: Required<SslListenerOptions>): string {
-  const sslListener = ssl ? `,SSL://localhost:${ssl.port}` : '';
+interface SslListener {
+  port: number;
+  keystoreFile: string;
+  keystorePassword: string;
+  scram?: { username: string; password: string; port: number };
+}
+
+function serverProperties(port: number, controllerPort: number, kraftDir: string, ssl?: SslListener): string {
+  const sslListener = (ssl ? `,SSL://localhost:${ssl.port}` : '') + (ssl?.scram ? `,SASL_SSL://localhost:${ssl.scram.port}` : '');
   return [
     'process.roles=broker,controller',
     'node.id=1',
@@ -238,7 +265,7 @@ function serverProperties(port: number, controllerPort: number, kraftDir: string
     `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${sslListener}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${ssl ? ',SSL:SSL' : ''}`,
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${ssl ? ',SSL:SSL' : ''}${ssl?.scram ? ',SASL_SSL:SASL_SSL' : ''}`,
     ...(ssl
       ? [
           'ssl.keystore.type=PKCS12',
@@ -247,6 +274,12 @@ function serverProperties(port: number, controllerPort: number, kraftDir: string
           `ssl.key.password=${ssl.keystorePassword}`,
           // Clients need no certificate of their own (server authentication only).
           'ssl.client.auth=none',
+        ]
+      : []),
+    ...(ssl?.scram
+      ? [
+          'sasl.enabled.mechanisms=SCRAM-SHA-512',
+          'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
         ]
       : []),
     `log.dirs=${kraftDir}`,

@@ -48,18 +48,19 @@ export function librdkafkaOptions(kafka: NudgeConfig['kafka']): LibrdkafkaProper
  */
 export function kafkaConnectError(brokers: string, recentBrokerErrors: readonly string[], otherwise: string): string {
   const causes = recentBrokerErrors.map((e) => e.replace(/^\[thrd:[^\]]*\]: /, ''));
-  const tls = causes.find((c) => /SSL|certificate|handshake/i.test(c));
-  if (tls !== undefined) {
-    return (
-      `cannot connect to the Kafka broker at ${brokers}: the TLS handshake failed (${tls}). ` +
-      'Check kafka.security.tls.caFile (NUDGE_KAFKA_SSL_CA_FILE): the broker certificate must chain to that CA and name the host given in kafka.brokers. Nudge never falls back to plaintext.'
-    );
-  }
-  const sasl = causes.find((c) => /SASL|authentication/i.test(c));
+  // SASL first: its errors name the listener, `sasl_ssl://host:port`, which a TLS test would match.
+  const sasl = causes.find((c) => /SASL authentication|authentication failed/i.test(c));
   if (sasl !== undefined) {
     return (
       `cannot connect to the Kafka broker at ${brokers}: authentication failed (${sasl}). ` +
       'Check kafka.security.sasl.mechanism and the username and password (NUDGE_KAFKA_SASL_USERNAME / NUDGE_KAFKA_SASL_PASSWORD).'
+    );
+  }
+  const tls = causes.find((c) => /SSL handshake|certificate|handshake failed/i.test(c));
+  if (tls !== undefined) {
+    return (
+      `cannot connect to the Kafka broker at ${brokers}: the TLS handshake failed (${tls}). ` +
+      'Check kafka.security.tls.caFile (NUDGE_KAFKA_SSL_CA_FILE): the broker certificate must chain to that CA and name the host given in kafka.brokers. Nudge never falls back to plaintext.'
     );
   }
   const last = causes.at(-1);

@@ -38,9 +38,10 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
  *   without, with a wrong one, with another scheme; 200 with it), /healthz stays open;
  * - neither the token nor the Redis password appears in either process's output (the worker
  *   logs at debug level), not even when a login fails;
- * - over TLS (a private broker with an SSL listener and a certificate from a CA made here with
- *   openssl), an engine given the right CA consumes, and one given another CA refuses to start
- *   with an error naming the CA setting, having consumed nothing (fails closed, no plaintext).
+ * - over TLS (a private broker with SSL and SASL_SSL listeners and a certificate from a CA made
+ *   here with openssl), an engine given the right CA (and SCRAM-SHA-512 login) consumes, and one
+ *   given another CA, or a wrong password, refuses to start with an error naming the setting to
+ *   check, having consumed nothing (fails closed, no plaintext fallback).
  */
 const BIN = fileURLToPath(new URL('../../bin/nudge.js', import.meta.url));
 const DOC = fileURLToPath(new URL('../../docs/security.md', import.meta.url));
@@ -367,7 +368,7 @@ function makeCertificates(dir: string, password: string): { caFile: string; othe
   return { caFile: join(dir, 'ca.pem'), otherCaFile: join(dir, 'other-ca.pem'), keystoreFile: join(dir, 'server.p12') };
 }
 
-describe('Kafka over TLS fails closed on a wrong CA (issue 6 item 10)', () => {
+describe('Kafka over TLS and SASL: a wrong CA or password fails closed (issue 6 item 10)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nudge-tls-'));
   const tlsTopic = uniqueName('tls');
   const tlsNamespace = `tls${suffix}`;
@@ -376,14 +377,20 @@ describe('Kafka over TLS fails closed on a wrong CA (issue 6 item 10)', () => {
   let redis: Redis;
   const EVENTS = 200;
 
-  function tlsYaml(caFile: string, ns: string): string {
+  const scramUser = 'nudge-engine';
+  const scramPassword = randomBytes(16).toString('hex');
+
+  function tlsYaml(caFile: string, ns: string, sasl?: { password: string }): string {
+    const security = sasl
+      ? `{ protocol: sasl_ssl, sasl: { mechanism: SCRAM-SHA-512, username: ${scramUser}, password: "${sasl.password}" }, tls: { caFile: ${caFile} } }`
+      : `{ protocol: ssl, tls: { caFile: ${caFile} } }`;
     return `
 kafka:
-  brokers: [${broker.sslBrokers}]
+  brokers: [${sasl ? broker.saslSslBrokers : broker.sslBrokers}]
   topic: ${tlsTopic}
   dlqTopic: ${tlsTopic}.dlq
   groupId: ${uniqueName('tls-group')}
-  security: { protocol: ssl, tls: { caFile: ${caFile} } }
+  security: ${security}
 redis: { url: ${inject('redisUrl')}, keyPrefix: ${ns} }
 http: { port: 0 }
 `;
@@ -392,7 +399,7 @@ http: { port: 0 }
   beforeAll(async () => {
     const password = randomBytes(12).toString('hex');
     certs = makeCertificates(dir, password);
-    broker = await startKafkaBroker({ ssl: { keystoreFile: certs.keystoreFile, keystorePassword: password } });
+    broker = await startKafkaBroker({ ssl: { keystoreFile: certs.keystoreFile, keystorePassword: password, scram: { username: scramUser, password: scramPassword } } });
     redis = new Redis(inject('redisUrl'));
     await createTopic(broker.brokers, tlsTopic, 1);
     await createTopic(broker.brokers, `${tlsTopic}.dlq`, 1);
@@ -407,7 +414,7 @@ http: { port: 0 }
 
   afterAll(async () => {
     if (redis) {
-      for (const ns of [tlsNamespace, `${tlsNamespace}w`]) await dropNamespace(redis, ns);
+      for (const ns of [tlsNamespace, `${tlsNamespace}w`, `${tlsNamespace}s`, `${tlsNamespace}p`]) await dropNamespace(redis, ns);
       await redis.quit();
     }
     await broker?.stop();
@@ -429,6 +436,34 @@ http: { port: 0 }
     expect(Date.now() - started).toBeLessThan(90_000);
     // Nothing was consumed: no lane of that engine's namespace ever got a fence.
     expect(await redis.keys(`{${tlsNamespace}w:*`)).toEqual([]);
+  });
+
+  it('refuses to start with a wrong SCRAM password, saying to check the SASL settings, without echoing it', async () => {
+    const wrong = `wrong-${randomBytes(8).toString('hex')}`;
+    const { file } = testConfig(tlsYaml(certs.caFile, `${tlsNamespace}p`, { password: wrong }));
+    const outcome = await startEngineProcess({ configFile: file, readyTimeoutMs: 90_000 }).then(
+      async (e) => {
+        await e.kill();
+        return 'started';
+      },
+      (err: Error) => err.message,
+    );
+    expect(outcome).toMatch(/authentication failed \(.*SASL authentication error/);
+    expect(outcome).toContain('Check kafka.security.sasl.mechanism and the username and password');
+    expect(outcome).not.toContain(wrong);
+    expect(await redis.keys(`{${tlsNamespace}p:*`)).toEqual([]);
+  });
+
+  it('consumes every event over SASL_SSL with SCRAM-SHA-512 and the right CA', async () => {
+    const { file } = testConfig(tlsYaml(certs.caFile, `${tlsNamespace}s`, { password: scramPassword }));
+    const engine = await startEngineProcess({ configFile: file, readyTimeoutMs: 90_000 });
+    try {
+      await waitForLanes(redis, `${tlsNamespace}s`, tlsTopic, await highWatermarks(broker.brokers, tlsTopic), 60_000);
+      expect(await readMetric(engine.opsUrl, 'nudge_events_applied_total')).toBe(EVENTS);
+      expect(engine.stderrTail()).not.toContain(scramPassword);
+    } finally {
+      await engine.stop();
+    }
   });
 
   it('consumes every event with the right CA, over the SSL listener', async () => {

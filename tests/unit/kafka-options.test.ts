@@ -212,9 +212,10 @@ describe('kafkaConnectError', () => {
     expect(msg).toContain('never falls back to plaintext');
   });
   it('names the SASL settings when authentication failed', () => {
-    expect(kafkaConnectError('b:9093', ['SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512'], otherwise)).toContain(
-      'Check kafka.security.sasl.mechanism and the username and password',
-    );
+    // As librdkafka words it: the listener's name, sasl_ssl://, must not read as a TLS failure.
+    const msg = kafkaConnectError('b:9093', ['[thrd:sasl_ssl://b:9093/bootstrap]: sasl_ssl://b:9093/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 436ms in state AUTH_REQ)', 'all broker connections are down'], otherwise);
+    expect(msg).toMatch(/^cannot connect to the Kafka broker at b:9093: authentication failed \(sasl_ssl:\/\/b:9093\/bootstrap: SASL authentication error/);
+    expect(msg).toContain('Check kafka.security.sasl.mechanism and the username and password');
   });
   it('keeps the caller\'s message otherwise, with the last broker error if there was one', () => {
     expect(kafkaConnectError('b:9093', [], otherwise)).toBe(otherwise);
