@@ -165,7 +165,8 @@ export class Engine {
         crashPoint?.('touches-committed');
         this.delivery?.wake();
       },
-      spec: o.spec,
+      // The decision step sees the journeys' budgets as last read from the ledger (DESIGN §3).
+      spec: this.delivery !== null ? { ...o.spec, budgets: this.delivery.budgets } : o.spec,
       limits: this.limits(),
       dlq,
       offsets:

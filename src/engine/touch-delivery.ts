@@ -7,6 +7,7 @@ import { refusedAtSend } from '../rules/send-time-check.js';
 import type { StateQueries } from '../state/queries.js';
 import { dayNumber } from '../time/calendar.js';
 import { BudgetLedger } from '../touches/budget-ledger.js';
+import { BudgetSnapshot } from '../touches/budget-snapshot.js';
 import type { ChannelAdapter, RecheckFn } from '../touches/channel-adapter.js';
 import { DisabledEndpoints } from '../touches/channels/disabled-endpoints.js';
 import { LogAdapter } from '../touches/channels/log-adapter.js';
@@ -47,6 +48,8 @@ export class TouchDelivery {
   private relay: OutboxRelay | null = null;
   private worker: TouchWorker | null = null;
   private stopGauges: (() => void) | null = null;
+  /** The journeys' budgets as the decision step sees them (refreshed while the relay runs). */
+  readonly budgets: BudgetSnapshot;
 
   constructor(private readonly o: TouchDeliveryOptions) {
     const { url, options } = ioredisOptions(o.config.redis);
@@ -59,6 +62,13 @@ export class TouchDelivery {
     // reached stderr (tests/chaos/access.test.ts). The connection's listener above logs it.
     this.queue.on('error', () => {});
     this.metrics = new TouchMetrics(o.registry, channelsOf(o.config, o.rules));
+    this.budgets = new BudgetSnapshot({
+      ledger: new BudgetLedger(this.connection, o.config.redis.keyPrefix),
+      limits: o.rules.journeys.flatMap((j) => (j.budget !== null && j.budget.costPerTouch > 0 ? [{ journeyId: j.id, total: j.budget.total, perDay: j.budget.perDay }] : [])),
+      dayOf: (ms) => dayNumber(ms, o.rules.reportingTimeZone),
+      clock: o.clock ?? Date.now,
+      logger: o.logger,
+    });
   }
 
   start(): void {
@@ -73,6 +83,8 @@ export class TouchDelivery {
         logger,
       });
       this.relay.start();
+      // The relay runs where decisions are made (the engine): so does the budget view.
+      this.budgets.start();
     }
     if (this.o.workers) {
       const disabled = new DisabledEndpoints(this.connection, config.redis.keyPrefix);
@@ -108,6 +120,7 @@ export class TouchDelivery {
   }
 
   async stop(): Promise<void> {
+    this.budgets.stop();
     this.stopGauges?.();
     await this.relay?.stop();
     await this.worker?.close();

@@ -105,7 +105,8 @@ export function runJourneys(
   now: number,
   spec: StateSpec,
 ): JourneyEffects {
-  const result = decideJourneys(rules, { userId, now, before, after: currentFacts(s, now, spec), event, state: s.journeys ?? null });
+  const budgets = spec.budgets?.remaining();
+  const result = decideJourneys(rules, { userId, now, before, after: currentFacts(s, now, spec), event, state: s.journeys ?? null, ...(budgets !== undefined ? { budgets } : {}) });
   s.journeys = result.state;
   return effectsOf(rules, result);
 }

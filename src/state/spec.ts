@@ -1,4 +1,5 @@
 import type { AppEvent } from '../contract/event.js';
+import type { BudgetRemaining } from '../rules/policy-gate.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
 
 /**
@@ -23,6 +24,11 @@ export interface StateSpec {
   breakdowns: BreakdownSpec[];
   /** Journeys and the policy gate, compiled; absent or empty = no journeys. */
   rules?: RulesSpec;
+  /**
+   * What is left of the journeys' budgets as last read from the ledger, for the gate at decision
+   * time; absent = nothing known (the gate assumes nothing spent; the send-time charge guards).
+   */
+  budgets?: { remaining(): ReadonlyMap<string, BudgetRemaining> | undefined };
 }
 
 /**

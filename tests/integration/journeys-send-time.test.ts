@@ -24,7 +24,8 @@ import { webhookSecret } from '../support/touch-harness.js';
  *
  * Budgets: the journey stats' `cost` is what the budget ledger charged at send time, not what
  * was decided: with a budget for two touches and three users qualifying at once, every lane
- * may decide a touch, but only two are charged and delivered.
+ * may decide a touch, but only two are charged and delivered; once the engine has re-read the
+ * spent budget, the decision step itself suppresses further claims (budget_total).
  */
 const secret = webhookSecret();
 const topic = uniqueName('jcancel');
@@ -163,5 +164,30 @@ describe('send-time re-check through the engine to a webhook', () => {
     // Decided: one per touch the decision step let through (send or defer), each costing 1.
     expect(s.costDecided).toBe(jobs.length);
     expect(s.costDecided).toBeGreaterThanOrEqual(s.cost);
+  }, 60_000);
+
+  it('the decision step sees the spent budget: a later claim is suppressed at decision time (budget_total), no job', async () => {
+    type Stats = { reasons: Record<string, number> };
+    const stats = async () => (await (await fetch(`${engine.opsUrl}/v1/journeys/reward/stats`)).json()) as Stats;
+    const decided = (s: Stats) => Object.values(s.reasons).reduce((a, b) => a + b, 0);
+    // The engine re-reads the ledger every second: claim one at a time until a decision says so.
+    const deadline = Date.now() + 20_000;
+    let claim: AppEvent | null = null;
+    for (let i = 0; (await stats()).reasons.budget_total === undefined; i++) {
+      if (Date.now() > deadline) throw new Error(`no claim was suppressed at decision time within 20 s: ${JSON.stringify(await stats())}`);
+      const before = decided(await stats());
+      claim = ev(`late-${i}`, 'claimed', Date.now());
+      await produceLog(inject('kafkaBrokers'), topic, [{ partition: 0, key: claim.userId, value: Buffer.from(encodeEvent(claim)), ref: { partition: 0, event: null } }]);
+      while (decided(await stats()) === before) {
+        if (Date.now() > deadline) throw new Error('a claim was not decided within 20 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    expect((await stats()).reasons.budget_total).toBe(1);
+    const jobs = await queue.getJobs(['completed', 'failed', 'delayed', 'waiting', 'active']);
+    expect(jobs.filter((j) => (j.data as { triggerEventId: string }).triggerEventId === claim!.eventId)).toEqual([]);
+    // Still never overspent.
+    const cost = ((await (await fetch(`${engine.opsUrl}/v1/journeys/reward/stats`)).json()) as { cost: number }).cost;
+    expect(cost).toBe(2);
   }, 60_000);
 });
