@@ -89,6 +89,7 @@ time:
       metrics: new PipelineMetrics(createMetricsRegistry({ processMetrics: false })),
       logger: silentLogger(),
       clock: () => T0 + DAY,
+      cachedUsersPerLane: 4096,
     });
     onTestFinished(() => lanes.close().then(() => undefined));
     const submit = async (offset: number, events: AppEvent[]) => {
