@@ -22,7 +22,8 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
  * and channels where their character set allows, device ids, a user-agent-like prop) and into
  * malformed events of every kind that are dead-lettered, over Kafka and over HTTP ingest. The
  * engine runs in this process with a debug-level logger writing to a captured stream, and this
- * process' own stdout/stderr are captured too (librdkafka, stray console output); one journey
+ * process' JavaScript writes to stdout/stderr are captured too (anything librdkafka writes
+ * natively to the file descriptors is not); one journey
  * sends a welcome whose template names one attribute (`segment`).
  *
  * Then no canary may appear in: the log lines, `/metrics`, the dead-letter reason headers, the
@@ -193,6 +194,12 @@ describe('personal data canaries', () => {
     for (const r of ingestResponses) expect(r).toMatch(/^(202|400) /);
     // Every event of every request is refused: nothing reaches the topic by HTTP.
     expect(ingestResponses[0]).toContain('"accepted":0,"rejected":30');
+
+    // Query routes with canaries in the path and parameters: the user view answers (the caller
+    // asked for that user), but nothing of the request may reach a log line.
+    for (const path of [`/v1/users/${encodeURIComponent(`${NAME} ${PHONE}`)}`, `/v1/users/pii-user-0`, `/v1/active?metric=${PHONE}&window=dau&day=2026-01-01`, `/v1/active?metric=active&window=dau&day=2026-01-01&by=${NAME_ID}`, `/v1/journeys/${NAME_ID}${PHONE}/stats`, `/v1/${ACCOUNT}`]) {
+      await (await fetch(`${engine.opsUrl}${path}`)).text();
+    }
 
     await waitForLanes(redis, namespace, topic, await highWatermarks(brokers, topic), 120_000);
     await receiver.waitFor(USERS, 60_000);
