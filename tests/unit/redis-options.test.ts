@@ -7,6 +7,7 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { NudgeConfig } from '../../src/config/schema.js';
 import { RECONNECT_MAX_DELAY_MS, ioredisOptions, reconnectDelayMs } from '../../src/state/redis-options.js';
+import { assertRedisSafe, redisConnectMessage } from '../../src/engine/redis-guard.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nudge-redis-options-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -141,5 +142,41 @@ describe('against the real Redis of the test run', () => {
       await admin.call('ACL', 'DELUSER', user);
       await admin.quit();
     }
+  });
+});
+
+describe('start-up guard under a least-privilege user', () => {
+  it('reads maxmemory-policy with INFO (no CONFIG rights needed), and without +info says what to add', async () => {
+    const redisUrl = inject('redisUrl');
+    const admin = new Redis(redisUrl);
+    const base = `nudge-guard-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(16).toString('hex');
+    const clients: Redis[] = [];
+    try {
+      // Both without CONFIG (in @dangerous); the second without INFO either.
+      await admin.call('ACL', 'SETUSER', `${base}-a`, 'on', `>${password}`, `~${base}:*`, '-@all', '+@read', '+@write', '+@connection', '+info');
+      await admin.call('ACL', 'SETUSER', `${base}-b`, 'on', `>${password}`, `~${base}:*`, '-@all', '+@read', '+@write', '+@connection');
+      const as = (user: string) => {
+        const c = new Redis(redisUrl, { username: user, password, enableReadyCheck: false, retryStrategy: () => null });
+        clients.push(c);
+        return c;
+      };
+      await expect(as(`${base}-a`).config('GET', 'maxmemory-policy')).rejects.toThrow(/NOPERM/);
+      await expect(assertRedisSafe(as(`${base}-a`))).resolves.toBeUndefined();
+      await expect(assertRedisSafe(as(`${base}-b`))).rejects.toThrow(/Add \+info to the ACL user/);
+    } finally {
+      for (const c of clients) c.disconnect();
+      for (const u of ['a', 'b']) await admin.call('ACL', 'DELUSER', `${base}-${u}`);
+      await admin.quit();
+    }
+  });
+
+  it('tells a refused login from a Redis that is down', () => {
+    const closed = new Error('Connection is closed.');
+    expect(redisConnectMessage('redis://r:6379', closed, 'WRONGPASS invalid username-password pair or user is disabled.')).toMatch(
+      /^Redis at redis:\/\/r:6379 refused the login \(WRONGPASS .*\)\. Check redis\.username and redis\.password \(NUDGE_REDIS_USERNAME \/ NUDGE_REDIS_PASSWORD\)/,
+    );
+    expect(redisConnectMessage('redis://r:6379', closed, '')).toBe('cannot reach Redis at redis://r:6379 (Connection is closed.). Start one (npm run services) or set REDIS_URL.');
+    expect(redisConnectMessage('redis://r:6379', closed, 'connect ECONNREFUSED 10.0.0.1:6379')).toMatch(/^cannot reach Redis/);
   });
 });
