@@ -20,7 +20,7 @@ import { DEFAULT_EVENT_LIMITS, type EventLimits } from '../contract/validate.js'
 import { OpsServer } from '../http/ops-server.js';
 import { registerQueryRoutes } from '../http/query-routes.js';
 import { registerIngestRoute } from '../http/ingest-route.js';
-import { assertRedisSafe } from './redis-guard.js';
+import { assertRedisSafe, redisConnectMessage } from './redis-guard.js';
 import { TouchDelivery } from './touch-delivery.js';
 import { journeyStats } from '../state/journey-stats.js';
 import { StateGauges } from '../metrics/state-gauges.js';
@@ -93,6 +93,8 @@ const DEFAULT_STOP_TIMEOUT_MS = 10_000;
  */
 export class Engine {
   readonly redis: Redis;
+  /** The server's last error: why a first connection failed (a refused login shows only here). */
+  private lastRedisError = '';
   readonly queries: StateQueries;
   readonly metrics: PipelineMetrics;
   readonly stateGauges: StateGauges;
@@ -112,7 +114,10 @@ export class Engine {
     const clock = o.clock ?? Date.now;
     const { url, options } = ioredisOptions(config.redis);
     this.redis = new Redis(url, { ...options, lazyConnect: true });
-    this.redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error; commands wait for the reconnect'));
+    this.redis.on('error', (err: Error) => {
+      this.lastRedisError = err.message;
+      logger.warn({ err: err.message }, 'redis connection error; commands wait for the reconnect');
+    });
     this.metrics = new PipelineMetrics(o.registry);
     const store = new LaneStore(this.redis, config.redis.keyPrefix, config.kafka.topic);
     this.queries = new StateQueries(this.redis, config.redis.keyPrefix, config.kafka.topic, o.spec);
@@ -200,11 +205,10 @@ export class Engine {
     try {
       await this.redis.connect();
     } catch (err) {
-      throw new NudgeError(
-        ErrorCodes.REDIS_UNAVAILABLE,
-        `cannot reach Redis at ${redactUrl(config.redis.url)} (${(err as Error).message}). Start one (npm run services) or set REDIS_URL.`,
-        { retriable: true, cause: err },
-      );
+      throw new NudgeError(ErrorCodes.REDIS_UNAVAILABLE, redisConnectMessage(redactUrl(config.redis.url), err as Error, this.lastRedisError), {
+        retriable: true,
+        cause: err,
+      });
     }
     await assertRedisSafe(this.redis);
     await this.producer?.connect();
