@@ -352,6 +352,18 @@ describe('access control: ops API token and a least-privilege Redis ACL user (is
       failing.child.kill('SIGKILL');
       await failing.exited;
     }
+    // And the engine given a wrong password: it must not start, must say what to check, and
+    // must not print the password.
+    const { file } = testConfig(yaml(redisServer.url, uniqueName('access-wrong'), receiver.url).replace(`password: "${password}"`, `password: "${wrong}"`));
+    const outcome = await startEngineProcess({ configFile: file, readyTimeoutMs: 20_000 }).then(
+      async (e) => {
+        await e.kill();
+        return 'started';
+      },
+      (err: Error) => err.message,
+    );
+    expect(outcome).toMatch(/refused the login \(WRONGPASS .*\)\. Check redis\.username and redis\.password/);
+    expect(outcome).not.toContain(wrong);
   });
 });
 
