@@ -26,6 +26,12 @@ export const ErrorCodes = {
   REDIS_UNAVAILABLE: 'NUDGE_REDIS_UNAVAILABLE',
   /** Redis is configured in a way that would lose data (for example an eviction policy). */
   REDIS_UNSAFE: 'NUDGE_REDIS_UNSAFE',
+  /**
+   * Redis answered with a lane fence below one it had acknowledged: it lost writes (restarted
+   * from an AOF without its last second, or failed over to a lagging replica). The engine claims
+   * the partition again and re-reads the lost offsets from Kafka by itself.
+   */
+  REDIS_STATE_LOST: 'NUDGE_REDIS_STATE_LOST',
   /** A feature was asked for that this build does not have yet. */
   NOT_IMPLEMENTED: 'NUDGE_NOT_IMPLEMENTED',
   /** A test or dev service (redis-server, the Kafka broker) failed to start. */

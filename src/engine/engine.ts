@@ -119,7 +119,19 @@ export class Engine {
       logger.warn({ err: err.message }, 'redis connection error; commands wait for the reconnect');
     });
     this.metrics = new PipelineMetrics(o.registry);
-    const store = new LaneStore(this.redis, config.redis.keyPrefix, config.kafka.topic);
+    const store = new LaneStore(this.redis, config.redis.keyPrefix, config.kafka.topic, (partition, seenOffset) => {
+      logger.error(
+        { code: ErrorCodes.REDIS_STATE_LOST, partition, seenOffset },
+        'Redis lost writes it had acknowledged (restarted from an AOF without its last second, or failed over to a lagging replica): the partition is claimed again at the fence Redis holds and the lost offsets are read again from Kafka. Touches decided in the lost writes are decided again; provider idempotency keys absorb a resend. Use appendfsync always to avoid this.',
+      );
+      if (this.source.reclaim === undefined) logger.error({ partition }, 'this source cannot re-read; restart the process to resume from Redis\' fence');
+      this.source.reclaim?.([partition]);
+    });
+    // Also after `start()`'s first connection: a reconnection may be to a Redis that restarted
+    // without its last writes, and a lane with nothing left to commit would not notice by itself.
+    this.redis.on('ready', () => {
+      store.checkFences(this.lanes.ownedPartitions()).catch((err: Error) => logger.warn({ err: err.message }, 'lane fences not checked after the Redis reconnection; a lost write shows at the next commit'));
+    });
     this.queries = new StateQueries(this.redis, config.redis.keyPrefix, config.kafka.topic, o.spec);
     const budgets = new BudgetLedger(this.redis, config.redis.keyPrefix);
     this.stateGauges = new StateGauges({

@@ -16,6 +16,12 @@ export interface EventSource extends OffsetCommitter {
   /** For `/readyz`. */
   isConnected(): boolean;
   assignedPartitions(): number[];
+  /**
+   * Drops owned partitions and assigns them again, as a rebalance would (their lanes are
+   * revoked, then claimed afresh at the fence Redis holds): for when Redis lost writes the
+   * lanes had seen acknowledged. Absent: the source cannot re-read (the in-process demo source).
+   */
+  reclaim?(partitions: number[]): void;
 }
 
 /**

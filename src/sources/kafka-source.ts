@@ -107,6 +107,14 @@ export class KafkaSource {
   /** librdkafka's recent errors: why a connect timed out (a TLS failure only shows here). */
   private readonly brokerErrors: string[] = [];
   private lagTimer: NodeJS.Timeout | null = null;
+  /** Consume calls started so far; see `staleBefore`. */
+  private consumeCalls = 0;
+  /**
+   * Per reclaimed partition, the first consume call whose messages of it may be used: a call
+   * started before the reclaim's unassign can return messages fetched from the old position,
+   * and the lane claimed afresh would apply them over the gap it is about to re-read.
+   */
+  private readonly staleBefore = new Map<number, number>();
 
   constructor(private readonly options: KafkaSourceOptions) {
     const config = {
@@ -177,6 +185,32 @@ export class KafkaSource {
 
   isConnected(): boolean {
     return this.consumer.isConnected();
+  }
+
+  /**
+   * Re-assigns owned partitions without leaving the group: revoked (the listener abandons their
+   * lanes' in-flight work; librdkafka drops what it prefetched), then assigned through the same
+   * path as a rebalance — the listener claims the lanes anew and the partitions start at the
+   * fence Redis holds, below the group's committed offset when Redis lost writes. A seek instead
+   * would race the messages already fetched (see the class comment).
+   * librdkafka allows incremental (un)assign outside the rebalance callback (rdkafka.h).
+   */
+  reclaim(partitions: number[]): void {
+    // An eager assignment can only be replaced whole: then every owned partition goes round.
+    const cooperative = this.consumer.rebalanceProtocol() === 'COOPERATIVE';
+    const owned = cooperative ? partitions.filter((p) => this.assigned.has(p)) : [...this.assigned];
+    if (owned.length === 0 || !this.running) return;
+    for (const p of owned) {
+      this.assigned.delete(p);
+      this.options.lag?.clear(p);
+      this.staleBefore.set(p, this.consumeCalls + 1);
+    }
+    this.listener?.onRevoked(owned);
+    this.unassign(owned.map((partition) => ({ topic: this.options.topic, partition })));
+    const rebalance = ++this.rebalances;
+    for (const p of owned) this.pendingAssign.set(p, rebalance);
+    const done = this.assignFromState(owned, rebalance).finally(() => this.assigning.delete(done));
+    this.assigning.add(done);
   }
 
   /** Commits `offset` (the next offset to read) for a partition still owned. */
@@ -325,6 +359,7 @@ export class KafkaSource {
     const maxBatch = this.options.maxBatch ?? 1000;
     while (this.running) {
       let messages: Message[];
+      const call = ++this.consumeCalls;
       try {
         messages = await new Promise<Message[]>((resolve, reject) => {
           this.consumer.consume(maxBatch, (err, msgs) => (err ? reject(err) : resolve(msgs)));
@@ -337,6 +372,7 @@ export class KafkaSource {
       if (messages.length === 0 || !this.listener) continue;
       const byPartition = new Map<number, Message[]>();
       for (const m of messages) {
+        if (call < (this.staleBefore.get(m.partition) ?? 0)) continue;
         let list = byPartition.get(m.partition);
         if (list === undefined) byPartition.set(m.partition, (list = []));
         list.push(m);

@@ -17,6 +17,7 @@
   ARGV[5]  U, number of user states
   ARGV[6]  T, number of timer changes
   ARGV[7]  H, number of counter hashes
+  ARGV[8]  the fence this lane last saw in Redis (claimed, read or committed), -1 = unknown
   then U user state JSON values,
   then T pairs (member, due): timer member = user id, due = ms or '' to remove the timer,
   then for each hash: F (number of fields), then F pairs (field, delta)
@@ -26,14 +27,22 @@
   Output:  1 committed
           -1 stale epoch: another consumer owns the lane now (this one is a zombie)
           -2 already applied: the batch starts at or below the fence (a replay)
+          -3 fence behind: Redis' fence (or epoch) is below what this lane saw acknowledged, so
+             Redis lost writes (a restart from an AOF missing its last second, a failover to a lagging
+             replica); committing would skip the lost offsets for good
 ]]
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
-if tonumber(ARGV[1]) ~= epoch then
+local mine = tonumber(ARGV[1])
+if mine < epoch then
   return -1
+end
+local fenced = tonumber(redis.call('HGET', KEYS[1], 'offset') or '-1')
+-- An epoch above Redis' own can only come from a claim Redis has since lost.
+if mine > epoch or fenced < tonumber(ARGV[8]) then
+  return -3
 end
 local first = tonumber(ARGV[2])
 if first >= 0 then
-  local fenced = tonumber(redis.call('HGET', KEYS[1], 'offset') or '-1')
   if first <= fenced then
     return -2
   end
@@ -48,7 +57,7 @@ end
 local users = tonumber(ARGV[5])
 local timers = tonumber(ARGV[6])
 local hashes = tonumber(ARGV[7])
-local a = 8
+local a = 9
 for i = 1, users do
   redis.call('SET', KEYS[3 + i], ARGV[a])
   a = a + 1

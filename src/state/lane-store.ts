@@ -16,6 +16,15 @@ export interface LaneFence {
 
 export type CommitOutcome = 'committed' | 'stale-epoch' | 'already-applied';
 
+/**
+ * Called when a commit finds Redis' fence below what this store saw acknowledged for the lane:
+ * Redis lost writes (restarted from an AOF without its last second, or failed over to a replica
+ * that lagged). The lane's in-memory position is then ahead of the state, and its next commit
+ * would skip the lost offsets for good; the owner of the partition must claim it again, which
+ * reads the fence anew and re-reads the lost offsets from Kafka.
+ */
+export type StateLostListener = (partition: number, seenOffset: number) => void;
+
 interface CommitCommand {
   nudgeCommitBatch(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
 }
@@ -26,11 +35,18 @@ interface CommitCommand {
  */
 export class LaneStore {
   private readonly keysByLane = new Map<number, LaneKeys>();
+  /**
+   * Per lane, the highest fence offset Redis acknowledged to this store (claim, read, commit):
+   * the commit script refuses a batch when Redis' fence has fallen below it (code -3).
+   */
+  private readonly seen = new Map<number, number>();
 
   constructor(
     private readonly redis: Redis,
     private readonly namespace: string,
     private readonly topic: string,
+    /** @default none: a lost state is refused ('stale-epoch') and nobody re-claims the lane */
+    private readonly onStateLost?: StateLostListener,
   ) {
     if (!(redis as unknown as Partial<CommitCommand>).nudgeCommitBatch) {
       redis.defineCommand('nudgeCommitBatch', { lua: COMMIT_BATCH_LUA });
@@ -58,20 +74,50 @@ export class LaneStore {
       .hmget(k.fence, 'offset', 'streamTime')
       .sadd(lanesKey(this.namespace, this.topic), String(partition))
       .exec()) as [[null, number], [null, (string | null)[]], [null, number]];
-    return {
+    const fence = {
       epoch: Number(epoch),
       offset: fields[0] == null ? -1 : Number(fields[0]),
       streamTime: fields[1] == null ? 0 : Number(fields[1]),
     };
+    // A new claim starts from what Redis holds now, whatever an earlier owner saw.
+    this.seen.set(partition, fence.offset);
+    return fence;
   }
 
   async readFence(partition: number): Promise<LaneFence> {
     const [epoch, offset, streamTime] = await this.redis.hmget(this.keys(partition).fence, 'epoch', 'offset', 'streamTime');
-    return {
+    const fence = {
       epoch: epoch == null ? 0 : Number(epoch),
       offset: offset == null ? -1 : Number(offset),
       streamTime: streamTime == null ? 0 : Number(streamTime),
     };
+    this.see(partition, fence.offset);
+    return fence;
+  }
+
+  /**
+   * Compares the fences Redis holds with what this store saw acknowledged, for lanes that may
+   * not commit again soon (a lane at the end of its partition would never meet the commit
+   * script's check): call it when the connection to Redis is back. Reports each lane found
+   * behind to the state-lost listener and returns them.
+   */
+  async checkFences(partitions: readonly number[]): Promise<number[]> {
+    const lost: number[] = [];
+    for (const partition of partitions) {
+      const seen = this.seen.get(partition);
+      if (seen === undefined) continue;
+      const offset = await this.redis.hget(this.keys(partition).fence, 'offset');
+      // Compared with what is seen now: a claim or a refused commit meanwhile changed it.
+      if (this.seen.get(partition) !== seen || (offset == null ? -1 : Number(offset)) >= seen) continue;
+      this.seen.delete(partition);
+      lost.push(partition);
+      this.onStateLost?.(partition, seen);
+    }
+    return lost;
+  }
+
+  private see(partition: number, offset: number): void {
+    this.seen.set(partition, Math.max(offset, this.seen.get(partition) ?? -1));
   }
 
   async loadUsers(partition: number, userIds: readonly string[]): Promise<Map<string, UserState | undefined>> {
@@ -107,7 +153,7 @@ export class LaneStore {
   async commit(partition: number, epoch: number, firstOffset: number, lastOffset: number, result: StepResult): Promise<CommitOutcome> {
     const k = this.keys(partition);
     const keys: string[] = [k.fence, k.timers, k.outbox];
-    const args: (string | number)[] = [epoch, firstOffset, lastOffset, result.streamTime, result.states.size, result.timers.size, result.counters.size];
+    const args: (string | number)[] = [epoch, firstOffset, lastOffset, result.streamTime, result.states.size, result.timers.size, result.counters.size, this.seen.get(partition) ?? -1];
     for (const userId of result.states.keys()) keys.push(k.user(userId));
     for (const state of result.states.values()) args.push(encodeUserState(state));
     for (const [userId, due] of result.timers) args.push(userId, due === null ? '' : due);
@@ -128,8 +174,20 @@ export class LaneStore {
     args.push(result.outbox.length);
     for (const entry of result.outbox) args.push(entry.field, entry.value);
     const code = await (this.redis as unknown as CommitCommand).nudgeCommitBatch(keys.length, ...keys, ...args);
-    if (code === 1) return 'committed';
+    if (code === 1) {
+      if (firstOffset >= 0) this.see(partition, lastOffset);
+      return 'committed';
+    }
     if (code === -1) return 'stale-epoch';
+    if (code === -3) {
+      // Refused like a zombie's commit, so the lane stops and abandons its in-flight work (a
+      // lane that went on would apply the next offsets over the gap); the listener has the
+      // partition claimed again. Reported after the lane has seen the refusal.
+      const seen = this.seen.get(partition) ?? -1;
+      this.seen.delete(partition);
+      setImmediate(() => this.onStateLost?.(partition, seen));
+      return 'stale-epoch';
+    }
     return 'already-applied';
   }
 }
