@@ -209,7 +209,24 @@ export interface UserView {
   streaks: Record<string, { current: number; best: number; lastDay: string }>;
   counters: Record<string, { count: number; within: string; times: string[] }>;
   sums: Record<string, number>;
-  journeys: Record<string, unknown>;
+  /** Per journey the user entered (latest entry): DESIGN §2.3 "what the user is in, last touch per journey". */
+  journeys: Record<string, JourneyView>;
+}
+
+export interface JourneyView {
+  enteredAt: string;
+  /** `variant` (treated), `holdout` or `global_holdout`; `variant` names the A/B variant when treated. */
+  group: string;
+  variant: string;
+  /** In the journey now: entered, not exited, not converted. */
+  active: boolean;
+  exitedAt?: string;
+  convertedAt?: string;
+  lastTouch?: { at: string; channel: string; step: string };
+  /** Touches decided with a send time still ahead, and when. */
+  pending: string[];
+  /** The user's next timer in this journey (a step delay, an absence or inactivity deadline). */
+  nextDue?: string;
 }
 
 /** Pure: what the API shows of a state at `now`. Streaks broken before yesterday show 0. */
@@ -240,6 +257,28 @@ export function userView(userId: string, s: UserState, now: number, spec: StateS
     streaks,
     counters,
     sums,
-    journeys: {},
+    journeys: journeyViews(s, iso),
   };
+}
+
+function journeyViews(s: UserState, iso: (ms: number) => string): Record<string, JourneyView> {
+  const j = s.journeys;
+  if (j === undefined) return {};
+  const out: Record<string, JourneyView> = {};
+  for (const [id, e] of Object.entries(j.entries)) {
+    const v: JourneyView = {
+      enteredAt: iso(e.at),
+      group: e.group,
+      variant: e.variant,
+      active: e.exitedAt === undefined && e.convertedAt === undefined,
+      pending: e.pending.map((p) => iso(p.sendAt)),
+    };
+    if (e.exitedAt !== undefined) v.exitedAt = iso(e.exitedAt);
+    if (e.convertedAt !== undefined) v.convertedAt = iso(e.convertedAt);
+    if (e.lastTouch !== undefined) v.lastTouch = { at: iso(e.lastTouch.at), channel: e.lastTouch.channel, step: e.lastTouch.stepId };
+    const due = j.waits.filter((w) => w.journeyId === id).reduce((m, w) => Math.min(m, w.dueAt), Infinity);
+    if (due !== Infinity) v.nextDue = iso(due);
+    out[id] = v;
+  }
+  return out;
 }
