@@ -18,9 +18,10 @@
  *           at --rate (10,000/s) for --warmup-seconds + --paced-seconds; percentiles over the
  *           measured window only. With journeys on, also event-to-enqueue: a triggering event's
  *           send time to the creation of its touch's BullMQ job (waiting, not delayed).
- *   journeys (issue 4) the Engine without and with the playbook, alternating, on a backlog of
- *           fresh traffic (the last 30 minutes: triggers fire, ~1.5 % of events become touches):
- *           throughput with journeys against the state core's in the same run, touches/s.
+ *   journeys (issue 4) the Engine without the journeys, with the playbook, and with the playbook
+ *           but no delivery workers (they run as `nudge worker` at scale), alternating, on a
+ *           backlog of fresh traffic (the last 30 minutes: triggers fire, ~1.6 % of events become
+ *           touches): throughput against the state core's in the same run, touches/s.
  * Floor, core and drain alternate for --rounds rounds and are reported as medians (the machine is
  * shared: a burst of someone else's load then hits both). Throughput and CPU are taken from the
  * first batch (floor) or first commit (drain) to the last, so group join and JIT start-up are
@@ -113,7 +114,7 @@ interface Options {
 
 type ChildInput =
   | { variant: 'floor'; brokers: string; topic: string; groupId: string; ends: Array<[number, number]>; configFile: string }
-  | { variant: 'drain'; redisUrl: string; namespace: string; topic: string; ends: Array<[number, number]>; configFile: string }
+  | { variant: 'drain'; redisUrl: string; namespace: string; topic: string; ends: Array<[number, number]>; configFile: string; workers?: boolean }
   | { variant: 'paced'; redisUrl: string; namespace: string; topic: string; partitions: number; configFile: string };
 
 /** What a drain variant reports: the measured window and the process's peak RSS. */
@@ -210,10 +211,10 @@ async function floorVariant(input: Extract<ChildInput, { variant: 'floor' }>, rs
   };
 }
 
-function engineFor(configFile: string): { engine: Engine; registry: ReturnType<typeof createMetricsRegistry>; config: ReturnType<typeof loadConfig> } {
+function engineFor(configFile: string, workers = true): { engine: Engine; registry: ReturnType<typeof createMetricsRegistry>; config: ReturnType<typeof loadConfig> } {
   const config = loadConfig({ file: configFile, env: {} });
   const registry = createMetricsRegistry();
-  const engine = new Engine({ config, spec: compileStateSpec(config), logger: silentLogger(), registry, http: false });
+  const engine = new Engine({ config, spec: compileStateSpec(config), logger: silentLogger(), registry, http: false, workers });
   return { engine, registry, config };
 }
 
@@ -221,7 +222,7 @@ async function drainVariant(input: Extract<ChildInput, { variant: 'drain' }>, rs
   const ends = new Map(input.ends);
   const partitions = [...ends.keys()];
   const probe = new Redis(input.redisUrl);
-  const { engine, registry } = engineFor(input.configFile);
+  const { engine, registry } = engineFor(input.configFile, input.workers ?? true);
   const started = nowMs();
   await engine.start();
   let first: { t: number; cpu: number; redis: number; applied: number; sched: ReturnType<typeof mainThreadSched> } | null = null;
@@ -831,27 +832,33 @@ async function touchesDecided(redisUrl: string, queueName: string, namespace: st
 interface JourneysSamples {
   core: DrainResult[];
   journeys: Array<DrainResult & { touches: number }>;
+  /** The playbook with the delivery workers in another process (`nudge worker`), as at scale. */
+  relayOnly: Array<DrainResult & { touches: number }>;
 }
 
 /** Alternates the state core and the full playbook on the fresh backlog, --rounds rounds each. */
 async function runJourneysDrain(o: Options, services: { brokers: string; redisUrl: string }, namespace: string, topic: string, profile: (name: string) => string[]): Promise<JourneysSamples> {
   const ends = await highWatermarks(services.brokers, topic);
   const partitions = [...ends.keys()];
-  const out: JourneysSamples = { core: [], journeys: [] };
+  const out: JourneysSamples = { core: [], journeys: [], relayOnly: [] };
+  const modes = [
+    { name: 'jcore', journeys: false, workers: true, what: 'without journeys' },
+    { name: 'journeys', journeys: true, workers: true, what: 'with the playbook, workers in process' },
+    { name: 'jrelay', journeys: true, workers: false, what: 'with the playbook, no workers (relay only)' },
+  ] as const;
   for (let round = 1; round <= o.rounds; round++) {
-    for (const journeys of [false, true]) {
-      const name = journeys ? 'journeys' : 'jcore';
-      progress(`round ${round}/${o.rounds} ${name}: Engine${journeys ? ' with the playbook' : ' without journeys'} draining ${fmtInt(sumOf(ends))} fresh events...`);
-      const ns = `${namespace}${journeys ? 'J' : 'C'}${round}`;
+    for (const { name, journeys, workers, what } of modes) {
+      progress(`round ${round}/${o.rounds} ${name}: Engine ${what}, draining ${fmtInt(sumOf(ends))} fresh events...`);
+      const ns = `${namespace}${name}${round}`;
       const queue = `bench-touches-${ns}`;
       onCleanup(() => dropNamespace(services.redisUrl, ns));
       onCleanup(() => dropNamespace(services.redisUrl, `bull:${queue}`));
       const base = await benchConfigFile(o.config, { brokers: services.brokers, redisUrl: services.redisUrl, topic, groupId: uniqueName(`bench-${name}`), namespace: ns }, { journeys });
       const configFile = await withTouchQueue(base, queue);
-      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile }, profile(o.rounds > 1 ? `${name}-${round}` : name));
+      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile, workers }, profile(o.rounds > 1 ? `${name}-${round}` : name));
       if (journeys) {
         const { jobs, outbox } = await touchesDecided(services.redisUrl, queue, ns, topic, partitions);
-        out.journeys.push({ ...r, touches: jobs.length + outbox });
+        (workers ? out.journeys : out.relayOnly).push({ ...r, touches: jobs.length + outbox });
         progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event, ${fmtInt(jobs.length + outbox)} touches`);
       } else {
         out.core.push(r);
@@ -871,7 +878,12 @@ function journeysRows(s: JourneysSamples, floorUs: number | null): Row[] {
   on.notes['touchRatePct'] = round3((100 * touches) / on.events);
   on.notes['touchesPerSec'] = round3(median(s.journeys.map((r) => r.touches / r.seconds)));
   on.notes['throughputVsCore'] = round3(on.eventsPerSec / core.eventsPerSec);
-  return [core, on];
+  on.notes['cpuVsCore'] = round3(on.nodeUsPerEvent / core.nodeUsPerEvent);
+  if (s.relayOnly.length === 0) return [core, on];
+  const relay = drainRow('fresh: + playbook, no workers', s.relayOnly, floorUs);
+  relay.notes['throughputVsCore'] = round3(relay.eventsPerSec / core.eventsPerSec);
+  relay.notes['cpuVsCore'] = round3(relay.nodeUsPerEvent / core.nodeUsPerEvent);
+  return [core, on, relay];
 }
 
 /**
@@ -911,7 +923,12 @@ function journeysVerdicts(rows: Row[]): string[] {
   const on = rows.find((r) => r.variant === 'fresh: engine + playbook');
   if (on) {
     const ratio = on.notes['throughputVsCore'] as number;
-    check(ratio >= 0.8, `playbook on (${fmt(on.notes['touchRatePct'] as number, 2)} % touch rate): throughput >= 80 % of the state core's, same run: ${fmt(100 * ratio, 0)} %`);
+    check(ratio >= 0.8, `playbook on (${fmt(on.notes['touchRatePct'] as number, 2)} % touch rate): throughput >= 80 % of the state core's, same run: ${fmt(100 * ratio, 0)} % (Node CPU per event ${fmt(on.notes['cpuVsCore'] as number, 2)}× the core's)`);
+  }
+  const relay = rows.find((r) => r.variant === 'fresh: + playbook, no workers');
+  if (relay) {
+    const ratio = relay.notes['throughputVsCore'] as number;
+    check(ratio >= 0.8, `playbook on, workers in another process: throughput >= 80 % of the state core's: ${fmt(100 * ratio, 0)} % (Node CPU per event ${fmt(relay.notes['cpuVsCore'] as number, 2)}× the core's)`);
   }
   const paced = rows.find((r) => r.variant.startsWith('engine: paced'));
   if (paced && typeof paced.notes['enqueueP99Ms'] === 'number') {
