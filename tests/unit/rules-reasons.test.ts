@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { JourneyStepResult } from '../../src/rules/decisions.js';
 import { JOURNEY_STATE_BOUNDS } from '../../src/rules/journey-state.js';
-import { CANCEL_REASONS, OUTCOME_OF, SKIP_REASONS, TOUCH_REASONS } from '../../src/rules/reasons.js';
+import { CANCEL_REASONS, OUTCOME_OF, SEND_REASONS, SKIP_REASONS, TOUCH_REASONS } from '../../src/rules/reasons.js';
 import type { JourneySpec, PolicySpec } from '../../src/rules/rules-spec.js';
 import { DAY, event, HOUR, journey, match, MIN, policy, rules, SimUser, T0 } from '../support/rules-fixtures.js';
 
@@ -121,7 +121,7 @@ describe('every reason code is produced by a scenario', () => {
 
 describe('reason codes are documented', () => {
   const docs = readFileSync(fileURLToPath(new URL('../../docs/config.md', import.meta.url)), 'utf8');
-  it.each([...Object.keys(TOUCH_REASONS), ...Object.keys(SKIP_REASONS), ...Object.keys(CANCEL_REASONS)])('%s is in docs/config.md', (code) => {
+  it.each([...Object.keys(TOUCH_REASONS), ...Object.keys(SKIP_REASONS), ...Object.keys(CANCEL_REASONS), ...Object.keys(SEND_REASONS)])('%s is in docs/config.md', (code) => {
     expect(docs).toContain(`| \`${code}\` |`);
   });
 });
