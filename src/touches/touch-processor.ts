@@ -82,6 +82,7 @@ export class TouchProcessor {
         // The error's kind only: a JSON.parse failure on a stored state quotes the state, traits
         // included, and this text becomes the job's failedReason.
         const kind = isNudgeError(err) ? err.code : err instanceof Error ? err.name : 'error';
+        this.log.warn({ ...this.fields(touch, job), kind }, 'send-time re-check could not read the user state (Redis?); retrying with backoff');
         throw new RetriableTouchError(ErrorCodes.TOUCH_DELIVERY_RETRY, `policy re-check failed (${kind}); retried with backoff`);
       }
       if (!decision.send) return this.finish(touch, 'suppressed', decision.reason);

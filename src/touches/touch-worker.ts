@@ -1,6 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { describeError } from '../errors.js';
+import { describeError, isNudgeError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { touchBackoffStrategy, type BackoffOptions } from './backoff.js';
 import type { ChannelAdapter, RecheckFn } from './channel-adapter.js';
@@ -10,6 +10,7 @@ import { SendLedger } from './send-ledger.js';
 import type { TouchJob } from './touch-job.js';
 import type { TouchMetrics } from './touch-metrics.js';
 import { TouchProcessor, type TouchOutcome } from './touch-processor.js';
+import { RetriableTouchError } from './job-errors.js';
 import { DEFAULT_TOUCH_QUEUE, TOUCH_JOB_POLICY_DEFAULTS } from './touch-queue.js';
 
 export interface ChannelSettings {
@@ -122,6 +123,10 @@ export class TouchWorker {
       if (job === undefined) return;
       const final = job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError';
       if (final) this.log.warn({ touchId: job.id, channel: job.name, attempts: job.attemptsMade, err: err.message }, 'touch failed for good; see the failed-touch view');
+      // A provider's retriable failure is logged where it happens (touch-processor). Anything
+      // else — Redis refusing a ledger or rate-limit script (NOPERM from a too-narrow ACL, OOM) —
+      // was silent until the last attempt, so a misconfigured worker looked merely slow.
+      else if (!(err instanceof RetriableTouchError) && !(isNudgeError(err) && err.retriable)) this.log.warn({ touchId: job.id, channel: job.name, attempt: job.attemptsMade, err: describeError(err) }, 'touch attempt failed before reaching the provider; retrying (check Redis and its ACL)');
     });
     this.worker.on('error', (err) => this.log.error({ err: describeError(err) }, 'touch worker error'));
   }
