@@ -76,13 +76,14 @@ export interface EngineOptions {
    * Test seam for the crash tests (tests/chaos/engine-crash.test.ts): called, synchronously, at
    * the moments where dying is most interesting, so a test can kill the process exactly there.
    * `touches-committed`: a batch's state and outbox entries are in Redis, the relay not yet
-   * woken. `batch-committed`: a batch is committed in Redis, its Kafka offset not yet. Unset in
+   * woken. `batch-committed`: a batch is committed in Redis, its Kafka offset not yet.
+   * `relay-added`: the relay's addBulk put touches in BullMQ, the outbox is not cleared yet. Unset in
    * production (the offset committer is then the source itself: no wrapper, no cost).
    */
   onCrashPoint?: (point: CrashPoint) => void;
 }
 
-export type CrashPoint = 'touches-committed' | 'batch-committed';
+export type CrashPoint = 'touches-committed' | 'batch-committed' | 'relay-added';
 
 const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
@@ -172,6 +173,7 @@ export class Engine {
             relay: o.relay ?? true,
             workers: o.workers ?? true,
             clock,
+            ...(o.onCrashPoint !== undefined ? { onRelayAdded: () => o.onCrashPoint?.('relay-added') } : {}),
           })
         : null;
     const crashPoint = o.onCrashPoint;

@@ -34,6 +34,8 @@ export interface TouchDeliveryOptions {
   relay: boolean;
   workers: boolean;
   clock?: () => number;
+  /** Test seam (EngineOptions.onCrashPoint): after the relay's addBulk, before it clears the outbox. */
+  onRelayAdded?: () => void;
 }
 
 /**
@@ -81,6 +83,7 @@ export class TouchDelivery {
         jobPolicy: { attempts: config.touches.attempts, keepCompletedSeconds: Math.round(config.touches.keepCompletedMs / 1000) },
         metrics: this.metrics,
         logger,
+        ...(this.o.onRelayAdded !== undefined ? { onAdded: this.o.onRelayAdded } : {}),
       });
       this.relay.start();
       // The relay runs where decisions are made (the engine): so does the budget view.

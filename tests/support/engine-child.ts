@@ -31,8 +31,7 @@ function intFromEnv(name: string): number | undefined {
   return n;
 }
 
-type ChildCrashPoint = CrashPoint | 'relay-added';
-const CRASH_POINTS: readonly ChildCrashPoint[] = ['touches-committed', 'batch-committed', 'relay-added'];
+const CRASH_POINTS: readonly CrashPoint[] = ['touches-committed', 'batch-committed', 'relay-added'];
 
 /**
  * NUDGE_TEST_CRASH_AT=<point>:<nth> as a hook: counts the times the engine reaches `point` and
@@ -41,18 +40,18 @@ const CRASH_POINTS: readonly ChildCrashPoint[] = ['touches-committed', 'batch-co
  * not woken), `batch-committed` (Redis commit done, Kafka offset not), `relay-added` (touches in
  * BullMQ, not yet cleared from the outbox). Counted from the moment the child reported ready.
  */
-function crashHook(): { point: ChildCrashPoint; arm(): void; reached(point: ChildCrashPoint): void } | null {
+function crashHook(): { point: CrashPoint; arm(): void; reached(point: CrashPoint): void } | null {
   const text = process.env.NUDGE_TEST_CRASH_AT;
   if (text === undefined || text === '') return null;
   const [point, nthText] = text.split(':');
   const nth = Number(nthText);
-  if (!CRASH_POINTS.includes(point as ChildCrashPoint) || !Number.isSafeInteger(nth) || nth < 1) {
+  if (!CRASH_POINTS.includes(point as CrashPoint) || !Number.isSafeInteger(nth) || nth < 1) {
     throw new Error(`NUDGE_TEST_CRASH_AT must be <point>:<n> with point one of ${CRASH_POINTS.join(', ')} and n >= 1, got "${text}"`);
   }
   let seen = 0;
   let armed = false;
   return {
-    point: point as ChildCrashPoint,
+    point: point as CrashPoint,
     // Counting starts once the child has reported ready: a crash before that would look like a
     // failed start to the parent, which then has no ops URL and no way to tell the two apart.
     arm: () => {
@@ -64,17 +63,6 @@ function crashHook(): { point: ChildCrashPoint; arm(): void; reached(point: Chil
       process.kill(process.pid, 'SIGKILL');
     },
   };
-}
-
-/**
- * The relay's own hook (OutboxRelayOptions.onAdded: after addBulk, before the clear). The engine
- * does not pass it through (TouchDelivery builds the relay), so the child sets it on the running
- * relay's options: a test-only reach into private fields, checked so a refactor fails loudly.
- */
-function hookRelay(engine: Engine, onAdded: () => void): void {
-  const relay = (engine.delivery as unknown as { relay: { o?: { onAdded?: () => void } } | null } | null)?.relay;
-  if (relay?.o === undefined) throw new Error('engine-child: no outbox relay to hook (relay-added needs journeys and the relay on; did TouchDelivery change?)');
-  relay.o.onAdded = onAdded;
 }
 
 async function main(): Promise<void> {
@@ -94,7 +82,7 @@ async function main(): Promise<void> {
     ...(maxBatch !== undefined ? { maxBatch } : {}),
     ...(maxInFlight !== undefined ? { maxInFlight } : {}),
     ...(process.env.NUDGE_TEST_RELAY === '0' ? { relay: false } : {}),
-    ...(crash !== null && crash.point !== 'relay-added' ? { onCrashPoint: (p: CrashPoint) => crash.reached(p) } : {}),
+    ...(crash !== null ? { onCrashPoint: (p: CrashPoint) => crash.reached(p) } : {}),
   });
   let stopping: Promise<void> | null = null;
   const stop = (): void => {
@@ -109,7 +97,6 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   await engine.start();
-  if (crash?.point === 'relay-added') hookRelay(engine, () => crash.reached('relay-added'));
   process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid, opsUrl: engine.opsUrl })}\n`);
   crash?.arm();
 }
