@@ -164,9 +164,10 @@ describe('decoder fuzzing: truncations, nesting, huge lengths, JSON', () => {
         fc.constantFrom('balanced', 'open', 'mismatched'),
         fc.boolean(),
         (depth, field, shape, prefixValid) => {
-          const start = (field << 3) | 3;
-          const end = shape === 'mismatched' ? (((field % 20) + 1) << 3) | 4 : (field << 3) | 4;
-          const body = [...new Array<number>(depth).fill(start), ...(shape === 'open' ? [] : new Array<number>(depth).fill(end))];
+          // Tags as varints: from field 16 up a tag takes two bytes (one byte would be a continuation).
+          const start = varint((field << 3) | 3);
+          const end = varint(shape === 'mismatched' ? (((field % 20) + 1) << 3) | 4 : (field << 3) | 4);
+          const body = [...new Array<number[]>(depth).fill(start).flat(), ...(shape === 'open' ? [] : new Array<number[]>(depth).fill(end).flat())];
           const head = prefixValid ? [...encodeEvent({ ...emptyish, eventId: 'e', userId: 'u', name: 'login', timeMs: NOW })] : [];
           const input = new Uint8Array([...head, ...body]);
           if (input.length > DEFAULT_EVENT_LIMITS.maxEventBytes) {
@@ -214,7 +215,7 @@ describe('decoder fuzzing: truncations, nesting, huge lengths, JSON', () => {
         fc.oneof(fc.integer({ min: 1 << 16, max: 2 ** 31 - 1 }), fc.integer({ min: 2 ** 31, max: 2 ** 35 })),
         fc.uint8Array({ maxLength: 64 }),
         (field, claimed, tail) => {
-          const input = new Uint8Array([(field << 3) | 2, ...varint(claimed), ...tail]);
+          const input = new Uint8Array([...varint((field << 3) | 2), ...varint(claimed), ...tail]);
           const r = call(() => decodeEvent(input));
           // The claim exceeds what follows, whatever it is: never a decoded event.
           expect(r.ok ? 'decoded' : r.rejection.code).toBe('NUDGE_EVENT_UNDECODABLE');
