@@ -303,8 +303,12 @@ export class Engine {
     const left = () => Math.max(0, deadline - Date.now());
     this.stateGauges.stop();
     await this.sweep.stop(left());
-    let clean = await settlesWithin(this.source.stop(left()), left());
+    // Read no more, let the lanes finish (their offsets are committed while the consumer is
+    // still in the group), then disconnect: disconnecting first dropped the last batches'
+    // offset commits, leaving the group behind the state after every graceful stop.
+    let clean = await settlesWithin(this.source.stopReading(left()), left());
     clean = (await this.lanes.close(left())) && clean;
+    clean = (await settlesWithin(this.source.stop(left()), left())) && clean;
     // After the lanes: the relay moves what their last commits wrote, if it can.
     clean = (await settlesWithin(this.delivery?.stop() ?? Promise.resolve(), left())) && clean;
     clean = (await settlesWithin(this.producer?.disconnect() ?? Promise.resolve(), left())) && clean;

@@ -11,7 +11,13 @@ import type { SourceListener } from './kafka-source.js';
 export interface EventSource extends OffsetCommitter {
   /** Starts delivering batches to `listener`; resolves once reading has begun. */
   start(listener: SourceListener): Promise<void>;
-  /** Stops reading; waits up to `waitMs` for the batch being handed over. */
+  /**
+   * Stops reading; waits up to `waitMs` for the batch being handed over. Offsets of batches
+   * still in the lanes can be committed until `stop()`: a graceful stop reads no more, lets the
+   * lanes finish, then disconnects, so the group's offsets end where the state is.
+   */
+  stopReading(waitMs?: number): Promise<void>;
+  /** Stops reading (if not yet) and releases the connection; later commits are dropped. */
   stop(waitMs?: number): Promise<void>;
   /** For `/readyz`. */
   isConnected(): boolean;

@@ -165,6 +165,11 @@ export class InProcessSource implements EventSource, EventSink {
    * still queued are dropped (there is no log to re-read them from); producers waiting for room
    * are released with an error.
    */
+  /** Nothing to disconnect: reading stopped is stopped. */
+  stopReading(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
+    return this.stop(waitMs);
+  }
+
   async stop(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;

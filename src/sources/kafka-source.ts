@@ -251,12 +251,16 @@ export class KafkaSource {
    * sits in `onBatch` while the pipeline cannot take a batch (Redis down): past it the
    * consumer disconnects anyway, and the batches not yet accepted are re-read by the next owner.
    */
-  async stop(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
+  async stopReading(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.running = false;
     this.stopRequested();
     if (this.lagTimer) clearInterval(this.lagTimer);
     this.lagTimer = null;
     await settlesWithin(Promise.all([this.loop, ...this.assigning]), waitMs);
+  }
+
+  async stop(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
+    if (this.running) await this.stopReading(waitMs);
     await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
     for (const p of this.assigned) this.options.lag?.clear(p);
     this.assigned.clear();
