@@ -14,6 +14,9 @@
  *           its partition.
  *   drain   the same with the full shipped config/nudge.yaml (journeys, policy, touches; the
  *           backlog is older than maxTriggerAge, so rules run but event triggers do not fire).
+ *   naive   the floor's consumer and decoder, then one awaited Redis command per event (GET the
+ *           state, apply, SET, one HINCRBY per counter...: bench/support/naive-step.ts), for 20 s
+ *           on the same topic: what a hand-written consumer costs end to end (issue 5).
  *   paced   the full Engine on an empty topic while this (parent) process produces live events
  *           at --rate (10,000/s) for --warmup-seconds + --paced-seconds; percentiles over the
  *           measured window only. With journeys on, also event-to-enqueue: a triggering event's
@@ -40,7 +43,7 @@
  *
  *   npm run bench:pipeline -- [--events 300000] [--partitions 4] [--users 50000] [--rate 10000]
  *       [--paced-seconds 20] [--warmup-seconds 3] [--config config/nudge.yaml]
- *       [--rounds 2] [--variants floor,core,drain,journeys,paced] [--profile]
+ *       [--rounds 2] [--variants floor,core,drain,naive,journeys,paced] [--profile]
  * BENCH_EVENTS sets --events; KAFKA_BROKERS / REDIS_URL reuse running services (Redis CPU per
  * event then includes anyone else's load on that server). Prints one table; writes
  * bench/results/pipeline.json. --profile writes V8 CPU profiles of every variant's
@@ -85,6 +88,7 @@ import {
 import { createTopic, deleteTopics, highWatermarks, sumOf, uniqueName } from './support/kafka.js';
 import { cpuMicros, mainThreadSched, nowMs, redisCpuSeconds, RssSampler, waitShare } from './support/measure.js';
 import { finishMeta, fmt, fmtInt, formatTable, loadLine, median, progress, runMeta, writeResult } from './support/report.js';
+import { naiveVariant, type NaiveInput } from './support/naive-variant.js';
 import { benchServices, cleanup, interrupted, onCleanup } from './support/services.js';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -92,6 +96,7 @@ const REPO = path.resolve(path.dirname(THIS_FILE), '..');
 const ZONE = 'Asia/Shanghai';
 const TARGETS = { eventsPerSec: 50_000, cpuRatio: 2, p99Ms: 100, rssMb: 400 };
 const IDLE_MS = 3_000;
+const NAIVE_SECONDS = 20;
 
 interface Options {
   events: number;
@@ -115,7 +120,8 @@ interface Options {
 type ChildInput =
   | { variant: 'floor'; brokers: string; topic: string; groupId: string; ends: Array<[number, number]>; configFile: string }
   | { variant: 'drain'; redisUrl: string; namespace: string; topic: string; ends: Array<[number, number]>; configFile: string; workers?: boolean }
-  | { variant: 'paced'; redisUrl: string; namespace: string; topic: string; partitions: number; configFile: string };
+  | { variant: 'paced'; redisUrl: string; namespace: string; topic: string; partitions: number; configFile: string }
+  | NaiveInput;
 
 /** What a drain variant reports: the measured window and the process's peak RSS. */
 interface DrainResult extends Message {
@@ -154,6 +160,7 @@ async function childMain(input: ChildInput): Promise<void> {
   const rss = new RssSampler().start(100);
   if (input.variant === 'floor') await toParent(await floorVariant(input, rss));
   else if (input.variant === 'drain') await toParent(await drainVariant(input, rss));
+  else if (input.variant === 'naive') await toParent(await naiveVariant(input, rss));
   else await pacedVariant(input, rss);
   exitChild(0);
 }
@@ -347,7 +354,7 @@ function parseOptions(argv: string[]): Options {
       'warmup-seconds': { type: 'string', default: '3' },
       rounds: { type: 'string', default: '2' },
       config: { type: 'string', default: path.join(REPO, 'config', 'nudge.yaml') },
-      variants: { type: 'string', default: 'floor,core,drain,journeys,paced' },
+      variants: { type: 'string', default: 'floor,core,drain,naive,journeys,paced' },
       profile: { type: 'boolean', default: false },
     },
   });
@@ -434,6 +441,19 @@ async function main(): Promise<void> {
   if (samples.floor.length > 0) rows.push(drainRow('floor: consume + parse', samples.floor, null));
   if (samples.core.length > 0) rows.push(drainRow('engine, no journeys: drain', samples.core, floorUs));
   if (samples.drain.length > 0) rows.push(drainRow('engine: drain backlog', samples.drain, floorUs));
+  if (o.variants.has('naive')) {
+    // Issue 5: the same topic through the engine's consumer and decoder, then one awaited Redis
+    // command per event (bench/support/naive-variant.ts). ~50× slower: measured for a fixed
+    // time, one round, on the built-in state config (no journeys: it models the state step only).
+    progress(`naive: KafkaSource + parseEvent, then GET/apply/SET/HINCRBY... per event, awaited, for ${NAIVE_SECONDS} s...`);
+    const ns = `${namespace}n`;
+    onCleanup(() => dropNamespace(services.redisUrl, ns));
+    const groupId = uniqueName('bench-naive');
+    const configFile = await benchConfigFile(o.config, { ...target(topic, groupId), namespace: ns }, { journeys: false });
+    const r = (await runDrainChild({ variant: 'naive', brokers: services.brokers, redisUrl: services.redisUrl, topic, groupId, namespace: ns, configFile, ends: [...ends], seconds: NAIVE_SECONDS }, profileArgs('naive'))) as DrainResult;
+    progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event`);
+    rows.push(drainRow('naive: one awaited command per event', [r], floorUs));
+  }
   // Journeys (issue 4): the playbook on fresh traffic against the state core, same run.
   if (o.variants.has('journeys')) {
     const fresh = `${topic}.fresh`;
