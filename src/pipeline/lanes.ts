@@ -401,6 +401,8 @@ export class Lanes {
   private async retry<T>(operation: string, lane: Lane, fn: () => Promise<T>): Promise<T | null> {
     let delay = 100;
     for (;;) {
+      // A revoked lane writes nothing more, not even after a success of its previous attempt.
+      if (lane.revoked) return null;
       try {
         return await fn();
       } catch (err) {

@@ -40,6 +40,13 @@ export class LaneStore {
    * the commit script refuses a batch when Redis' fence has fallen below it (code -3).
    */
   private readonly seen = new Map<number, number>();
+  /**
+   * Lanes found behind and reported, until claimed again. `seen` is kept meanwhile, so every
+   * further commit of the old owner (same epoch) is refused too: dropping it switched the
+   * commit script's check off before the new claim landed, and an old-lane commit could then
+   * land above the gap.
+   */
+  private readonly reported = new Set<number>();
 
   constructor(
     private readonly redis: Redis,
@@ -81,6 +88,7 @@ export class LaneStore {
     };
     // A new claim starts from what Redis holds now, whatever an earlier owner saw.
     this.seen.set(partition, fence.offset);
+    this.reported.delete(partition);
     return fence;
   }
 
@@ -105,11 +113,11 @@ export class LaneStore {
     const lost: number[] = [];
     for (const partition of partitions) {
       const seen = this.seen.get(partition);
-      if (seen === undefined) continue;
+      if (seen === undefined || this.reported.has(partition)) continue;
       const offset = await this.redis.hget(this.keys(partition).fence, 'offset');
       // Compared with what is seen now: a claim or a refused commit meanwhile changed it.
-      if (this.seen.get(partition) !== seen || (offset == null ? -1 : Number(offset)) >= seen) continue;
-      this.seen.delete(partition);
+      if (this.seen.get(partition) !== seen || this.reported.has(partition) || (offset == null ? -1 : Number(offset)) >= seen) continue;
+      this.reported.add(partition);
       lost.push(partition);
       this.onStateLost?.(partition, seen);
     }
@@ -183,9 +191,11 @@ export class LaneStore {
       // Refused like a zombie's commit, so the lane stops and abandons its in-flight work (a
       // lane that went on would apply the next offsets over the gap); the listener has the
       // partition claimed again. Reported after the lane has seen the refusal.
-      const seen = this.seen.get(partition) ?? -1;
-      this.seen.delete(partition);
-      setImmediate(() => this.onStateLost?.(partition, seen));
+      if (!this.reported.has(partition)) {
+        this.reported.add(partition);
+        const seen = this.seen.get(partition) ?? -1;
+        setImmediate(() => this.onStateLost?.(partition, seen));
+      }
       return 'stale-epoch';
     }
     return 'already-applied';

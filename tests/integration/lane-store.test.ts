@@ -101,4 +101,47 @@ describe('LaneStore against a real Redis', () => {
     expect(await store.dueTimers(3, T0 + 7 * DAY - 1, 10)).toEqual([]);
     expect(await store.dueTimers(3, T0 + 7 * DAY, 10)).toEqual(['u9']);
   });
+
+  it('a fence found behind what Redis acknowledged (lost writes) refuses every commit of the lane until it is claimed again, reported once', async () => {
+    const lost: Array<[number, number]> = [];
+    const store = new LaneStore(redis, namespace, 'events', (p, seen) => lost.push([p, seen]));
+    const { epoch } = await store.claim(5);
+    const batch = (id: string, t: number) => applyEvents([ev(id, 'u5', t)], new Map(), 0, T0, spec);
+    expect(await store.commit(5, epoch, 0, 9, batch('l0', T0))).toBe('committed');
+    // Redis "loses" the last acknowledged write: its fence goes back to 4.
+    await redis.hset(store.keys(5).fence, 'offset', '4');
+    const until = async (ok: () => boolean) => {
+      const deadline = Date.now() + 5_000;
+      while (!ok()) {
+        if (Date.now() > deadline) throw new Error('no state-lost report');
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    // The next batch would land above the gap (offsets 5-9 lost): refused, and reported.
+    expect(await store.commit(5, epoch, 10, 12, batch('l1', T0 + 1))).toBe('stale-epoch');
+    await until(() => lost.length > 0);
+    expect(lost).toEqual([[5, 9]]);
+    // Still refused while nobody has claimed the lane again (the old owner's in-flight work),
+    // and not reported twice; the fence stays where Redis had it.
+    expect(await store.commit(5, epoch, 13, 14, batch('l2', T0 + 2))).toBe('stale-epoch');
+    expect(await store.checkFences([5])).toEqual([]);
+    expect((await store.readFence(5)).offset).toBe(4);
+    expect(lost).toEqual([[5, 9]]);
+    // A new claim starts from Redis' fence: the lost offsets are applied again from there.
+    const again = await store.claim(5);
+    expect(again.offset).toBe(4);
+    expect(await store.commit(5, again.epoch, 5, 9, batch('l3', T0 + 3))).toBe('committed');
+  });
+
+  it('checkFences finds an idle lane whose fence Redis lost and reports it once', async () => {
+    const lost: number[] = [];
+    const store = new LaneStore(redis, namespace, 'events', (p) => lost.push(p));
+    const { epoch } = await store.claim(6);
+    expect(await store.commit(6, epoch, 0, 3, applyEvents([ev('i0', 'u6', T0)], new Map(), 0, T0, spec))).toBe('committed');
+    expect(await store.checkFences([6])).toEqual([]);
+    await redis.hdel(store.keys(6).fence, 'offset');
+    expect(await store.checkFences([6])).toEqual([6]);
+    expect(await store.checkFences([6])).toEqual([]);
+    expect(lost).toEqual([6]);
+  });
 });
