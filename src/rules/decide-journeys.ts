@@ -81,6 +81,7 @@ function gatePlanned(ctx: DecideContext, budgets: ReadonlyMap<string, BudgetRema
       history: state.history,
       sameStep,
       budget: remaining(journey, budgets, spent),
+      budgetDayOf: (ms) => dayNumber(ms, spec.reportingTimeZone),
     });
     const decision: TouchDecision = {
       touchId,
@@ -122,7 +123,9 @@ function remaining(journey: JourneySpec, budgets: ReadonlyMap<string, BudgetRema
   const used = spent.get(journey.id) ?? 0;
   const total = given?.total ?? b.total;
   const today = given?.today ?? b.perDay;
-  return { total: total === null ? null : total - used, today: today === null ? null : today - used };
+  const left: BudgetRemaining = { total: total === null ? null : total - used, today: today === null ? null : today - used };
+  if (given?.day !== undefined) left.day = given.day;
+  return left;
 }
 
 interface Derived {

@@ -19,7 +19,7 @@ export interface JourneyInput {
   event: AppEvent | null;
   /** The user's journey state as stored; null = none yet. Not changed: the result has the new one. */
   state: JourneyUserState | null;
-  /** Remaining budgets by journey id, as the commit step knows them; absent = nothing spent. */
+  /** Remaining budgets by journey id, from the budget ledger as read up to a second ago (BudgetSnapshot); absent = not read yet, assume nothing spent. */
   budgets?: ReadonlyMap<string, BudgetRemaining>;
 }
 

@@ -13,10 +13,16 @@ import type { JourneySpec, PolicySpec } from './rules-spec.js';
  * same function serves at decision time and, given fresh inputs, at send time.
  */
 
-/** What is left of a journey's budget, as the commit step knows it. null = nothing spent yet. */
+/**
+ * What is left of a journey's budget as the decision sees it: the budget ledger's spend read up
+ * to about a second ago (the worker charges each touch atomically when it sends; this only
+ * suppresses what clearly cannot be paid). null = no limit of that kind.
+ */
 export interface BudgetRemaining {
   total: number | null;
   today: number | null;
+  /** The reporting-zone day `today` was read for; a touch sent on another day has that day's whole `perDay`. */
+  day?: number;
 }
 
 export interface GateInput {
@@ -33,6 +39,8 @@ export interface GateInput {
   /** Touches accepted earlier in this same step (higher priority): a conflict with them is `priority_conflict`. */
   sameStep: readonly TouchRecord[];
   budget: BudgetRemaining | null;
+  /** The reporting-zone day of a time: which day's budget a touch sent then counts against. */
+  budgetDayOf?: (ms: number) => number;
 }
 
 export interface GateResult {
@@ -89,7 +97,11 @@ function chargeBudget(input: GateInput, r: GateResult): GateResult {
   if (b === null) return r;
   const cost = b.costPerTouch;
   const total = input.budget?.total ?? b.total;
-  const today = input.budget?.today ?? b.perDay;
+  // A touch deferred past midnight (quiet hours, a delay) is paid from its send day's budget,
+  // which nothing has spent yet as far as this view knows.
+  const day = input.budget?.day;
+  const sameDay = day === undefined || input.budgetDayOf === undefined || input.budgetDayOf(r.sendAt) === day;
+  const today = sameDay ? (input.budget?.today ?? b.perDay) : b.perDay;
   if (b.total !== null && total !== null && total < cost) return result('budget_total', `${total} left`, r.channel, r.sendAt, 0);
   if (b.perDay !== null && today !== null && today < cost) return result('budget_daily', `${today} left today`, r.channel, r.sendAt, 0);
   return { ...r, cost };

@@ -12,6 +12,8 @@ export interface BudgetLimit {
 export interface BudgetLeft {
   total: number | null;
   today: number | null;
+  /** The reporting-zone day `today` is for. */
+  day: number;
 }
 
 export interface BudgetSnapshotOptions {
@@ -51,7 +53,7 @@ export class BudgetSnapshot {
     const left = new Map<string, BudgetLeft>();
     for (const b of this.o.limits) {
       const spent = await this.o.ledger.spent(b.journeyId, day);
-      left.set(b.journeyId, { total: b.total === null ? null : b.total - spent.total, today: b.perDay === null ? null : b.perDay - spent.today });
+      left.set(b.journeyId, { total: b.total === null ? null : b.total - spent.total, today: b.perDay === null ? null : b.perDay - spent.today, day });
     }
     this.left = left;
   }

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { silentLogger } from '../../src/log.js';
 import { BudgetLedger } from '../../src/touches/budget-ledger.js';
+import { BudgetSnapshot } from '../../src/touches/budget-snapshot.js';
 import { dropNamespace } from '../support/engine-harness.js';
 
 const ns = `b${randomBytes(4).toString('hex')}`;
@@ -39,5 +41,21 @@ describe('BudgetLedger against a real Redis', () => {
     expect(await ledger.reserve('daily', 'b', limits, 1)).toBe('reserved');
     expect(await ledger.reserve('daily', 'c', limits, 1)).toBe('daily_budget_exhausted');
     expect(await ledger.reserve('daily', 'c', limits, 2)).toBe('reserved');
+  });
+
+  it('BudgetSnapshot: what the decision step sees is the ledger\'s spend, for the day it was read', async () => {
+    const ledger = new BudgetLedger(redis, ns);
+    const limits = { cost: 2, total: 20, perDay: 6 };
+    for (const t of ['s1', 's2']) expect(await ledger.reserve('snap', t, limits, 7)).toBe('reserved');
+    expect(await ledger.reserve('snap', 's3', limits, 8)).toBe('reserved');
+    let now = 7;
+    const snapshot = new BudgetSnapshot({ ledger, limits: [{ journeyId: 'snap', total: 20, perDay: 6 }, { journeyId: 'none', total: null, perDay: null }], dayOf: (ms) => ms, clock: () => now, logger: silentLogger() });
+    expect(snapshot.remaining()).toBeUndefined(); // not read yet: the gate assumes nothing spent
+    await snapshot.refresh();
+    expect(snapshot.remaining()?.get('snap')).toEqual({ total: 14, today: 2, day: 7 });
+    expect(snapshot.remaining()?.get('none')).toEqual({ total: null, today: null, day: 7 });
+    now = 8;
+    await snapshot.refresh();
+    expect(snapshot.remaining()?.get('snap')).toEqual({ total: 14, today: 4, day: 8 });
   });
 });

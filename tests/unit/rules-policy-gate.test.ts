@@ -265,6 +265,19 @@ describe('budget', () => {
     expect(gateTouch(policy(), input({ journey: budgeted, budget: { total: 4, today: 4 } }))).toMatchObject({ outcome: 'send', cost: 4 });
   });
 
+  it('a touch deferred past midnight is paid from its send day: today\'s spent daily budget does not suppress it', () => {
+    const dayOf = (ms: number) => dayNumber(ms, SH);
+    const quiet = { quietHours: { fromMinute: 22 * 60, toMinute: 8 * 60, action: 'defer' as const, channels: [] as string[] } };
+    const night = Date.UTC(2026, 10, 2, 15); // 23:00 in Shanghai: deferred to 08:00 the next day
+    const spentToday = { total: 50, today: 0, day: dayOf(night) };
+    // Sent the same day: today's budget is spent.
+    expect(gateTouch(policy(), input({ journey: budgeted, budget: spentToday, sendAt: night, budgetDayOf: dayOf }))).toMatchObject({ reason: 'budget_daily' });
+    // Deferred to tomorrow: tomorrow's whole perDay pays for it.
+    expect(gateTouch(policy(quiet), input({ journey: budgeted, budget: spentToday, sendAt: night, budgetDayOf: dayOf }))).toMatchObject({ outcome: 'defer', reason: 'quiet_hours_deferred', cost: 4 });
+    // The total budget is not per day: still checked.
+    expect(gateTouch(policy(quiet), input({ journey: budgeted, budget: { ...spentToday, total: 3 }, sendAt: night, budgetDayOf: dayOf }))).toMatchObject({ reason: 'budget_total' });
+  });
+
   it('touches decided in one call spend the budget in turn; the cost counts on the reporting day', () => {
     const spec = rules([
       journey({
