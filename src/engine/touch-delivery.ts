@@ -61,8 +61,8 @@ export class TouchDelivery {
     this.queue = openTouchQueue({ connection: this.connection, name: o.config.touches.queue });
     // Without a listener BullMQ's Queue prints the raw ioredis error with console.error, and a
     // failed login's error carries the command, `HELLO 3 AUTH <user> <password>`: the password
-    // reached stderr (tests/chaos/access.test.ts). The connection's listener above logs it.
-    this.queue.on('error', () => {});
+    // reached stderr (tests/chaos/access.test.ts). The message alone carries no arguments.
+    this.queue.on('error', (err: Error) => o.logger.warn({ err: err.message }, 'touch queue error; BullMQ retries'));
     this.metrics = new TouchMetrics(o.registry, channelsOf(o.config, o.rules));
     this.budgets = new BudgetSnapshot({
       ledger: new BudgetLedger(this.connection, o.config.redis.keyPrefix),

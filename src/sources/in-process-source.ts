@@ -160,16 +160,16 @@ export class InProcessSource implements EventSource, EventSink {
     return this.running ? Array.from({ length: this.partitions }, (_, p) => p) : [];
   }
 
-  /**
-   * Stops handing out batches and waits up to `waitMs` for the ones being handed over. Messages
-   * still queued are dropped (there is no log to re-read them from); producers waiting for room
-   * are released with an error.
-   */
   /** Nothing to disconnect: reading stopped is stopped. */
   stopReading(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
     return this.stop(waitMs);
   }
 
+  /**
+   * Stops handing out batches and waits up to `waitMs` for the ones being handed over. Messages
+   * still queued are dropped (there is no log to re-read them from); producers waiting for room
+   * are released with an error.
+   */
   async stop(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;

@@ -225,7 +225,7 @@ export interface JourneyView {
   lastTouch?: { at: string; channel: string; step: string };
   /** Touches decided with a send time still ahead, and when. */
   pending: string[];
-  /** The user's next timer in this journey (a step delay, an absence or inactivity deadline). */
+  /** The user's next timer in this journey since entering it (a later step's delay, or a new absence or inactivity deadline). */
   nextDue?: string;
 }
 

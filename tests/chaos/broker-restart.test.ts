@@ -14,7 +14,7 @@ import { buildReferenceLog, type LogMessage } from '../support/reference-log.js'
 import { runReference, type RefEvent, type RefMessage } from '../support/reference-model.js';
 
 /**
- * Broker killed and restarted (issue 6 item 4; reliability.md G5). A private single-node Kafka
+ * Broker killed and restarted (issue 6 item 4; the shared research brief reliability.md G5). A private single-node Kafka
  * broker (never the shared one other files use) is SIGKILLed while the engine — a child
  * process — is working through a backlog, and while a producer keeps producing (its messages
  * wait in librdkafka's queue) and clients POST /v1/events. It stays down for DOWN_MS, then

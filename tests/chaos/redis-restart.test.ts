@@ -20,7 +20,7 @@ import { webhookSecret } from '../support/touch-harness.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
 /**
- * Redis killed and restarted (issue 6 item 3; reliability.md G4). A private redis-server with
+ * Redis killed and restarted (issue 6 item 3; the shared research brief reliability.md G4). A private redis-server with
  * the append-only file on holds everything: lane fences, user states, counters, outboxes, the
  * BullMQ queue and the send ledger. It is SIGKILLed twice, each time while the engine (a child
  * process) is mid-log with a journey on and its workers are delivering touches to a recording

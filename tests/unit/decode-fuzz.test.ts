@@ -6,7 +6,7 @@ import { decodeEvent, encodeEvent, EVENT_ERROR_CODES, type AppEvent, type Decode
 import { eventFromJson, eventToJson } from '../../src/contract/json.js';
 import { DEFAULT_EVENT_LIMITS, parseEvent } from '../../src/contract/validate.js';
 
-// Property tests for the decoder (reliability.md goal G10): whatever the bytes, decodeEvent and
+// Property tests for the decoder (the shared research brief reliability.md goal G10): whatever the bytes, decodeEvent and
 // parseEvent return a result and never throw; a rejection carries a catalogued code; an accepted
 // event has the right shape, with props in a null-prototype object.
 

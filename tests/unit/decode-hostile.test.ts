@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeEvent, encodeEvent, EVENT_ERROR_CODES, type AppEvent, type DecodeResult } from '../../src/contract/event.js';
 import { nudge } from '../../src/contract/gen/event.js';
 
-// Known-bad inputs for the event decoder (reliability.md §5.6, goal G10). decodeEvent must
+// Known-bad inputs for the event decoder (the shared research brief reliability.md §5.6, goal G10). decodeEvent must
 // return a typed rejection for all of them: never throw, never overflow the stack, never echo
 // the bytes, never let a map key reach a prototype.
 

@@ -116,7 +116,7 @@ describe('against the real Redis of the test run', () => {
     const password = randomBytes(16).toString('hex');
     const prefix = `${user}:`;
     // Only its own keys, no dangerous commands (FLUSHALL, CONFIG, KEYS...), as in
-    // reliability.md §5.4. INFO is @dangerous but needed back: the ready check (and BullMQ)
+    // the shared research brief reliability.md §5.4. INFO is @dangerous but needed back: the ready check (and BullMQ)
     // run it, and without it ioredis skips the check with a warning.
     await admin.call('ACL', 'SETUSER', user, 'on', `>${password}`, `~${prefix}*`, '+@all', '-@dangerous', '+info');
     const clients: Redis[] = [];
