@@ -8,7 +8,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
  * not listed: two dozen zero series per instance for events that are rare by design; the
  * dashboards fall back to 0 where they have none.)
  */
-export const COMMIT_OUTCOMES = ['committed', 'stale-epoch', 'already-applied'] as const;
+export const COMMIT_OUTCOMES = ['committed', 'stale-epoch', 'state-lost', 'already-applied'] as const;
 export const IO_OPERATIONS = ['claim', 'load', 'dead-letter', 'commit', 'fence', 'timer-sweep'] as const;
 
 /**
@@ -71,7 +71,7 @@ export class PipelineMetrics {
     });
     this.commitOutcomes = new Counter({
       name: 'nudge_commits_total',
-      help: 'Batch commits by outcome: committed, stale-epoch (fenced zombie), already-applied (replay).',
+      help: 'Batch commits by outcome: committed, stale-epoch (fenced zombie), state-lost (Redis lost acknowledged writes; the lane is re-read), already-applied (replay).',
       labelNames: ['outcome'],
       registers,
     });

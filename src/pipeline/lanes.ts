@@ -380,6 +380,13 @@ export class Lanes {
       this.o.logger.warn({ partition: lane.partition, epoch: lane.epoch }, 'lane fenced off by a newer owner; abandoning its in-flight work');
       return false;
     }
+    if (outcome === 'state-lost') {
+      // Redis lost acknowledged writes: the lane stops (going on would apply the next offsets
+      // over the gap) and the store's listener has the partition claimed again from the fence.
+      lane.revoked = true;
+      this.o.logger.warn({ partition: lane.partition, epoch: lane.epoch }, 'Redis lost this lane\'s last acknowledged commits; abandoning in-flight work, the lane is read again from its fence');
+      return false;
+    }
     if (outcome === 'already-applied') {
       const fence = await this.retry('fence', lane, () => this.o.store.readFence(lane.partition));
       if (fence) lane.fenceOffset = fence.offset;

@@ -14,7 +14,12 @@ export interface LaneFence {
   streamTime: number;
 }
 
-export type CommitOutcome = 'committed' | 'stale-epoch' | 'already-applied';
+/**
+ * `stale-epoch`: another owner claimed the lane (a zombie's commit). `state-lost`: Redis' fence is
+ * behind what this store saw acknowledged (Redis lost writes); refused until the lane is claimed
+ * again and re-read from the fence. `already-applied`: a replay at or below the fence.
+ */
+export type CommitOutcome = 'committed' | 'stale-epoch' | 'state-lost' | 'already-applied';
 
 /**
  * Called when a commit finds Redis' fence below what this store saw acknowledged for the lane:
@@ -188,7 +193,7 @@ export class LaneStore {
     }
     if (code === -1) return 'stale-epoch';
     if (code === -3) {
-      // Refused like a zombie's commit, so the lane stops and abandons its in-flight work (a
+      // Refused (nothing written), so the lane stops and abandons its in-flight work (a
       // lane that went on would apply the next offsets over the gap); the listener has the
       // partition claimed again. Reported after the lane has seen the refusal.
       if (!this.reported.has(partition)) {
@@ -196,7 +201,7 @@ export class LaneStore {
         const seen = this.seen.get(partition) ?? -1;
         setImmediate(() => this.onStateLost?.(partition, seen));
       }
-      return 'stale-epoch';
+      return 'state-lost';
     }
     return 'already-applied';
   }

@@ -118,12 +118,12 @@ describe('LaneStore against a real Redis', () => {
       }
     };
     // The next batch would land above the gap (offsets 5-9 lost): refused, and reported.
-    expect(await store.commit(5, epoch, 10, 12, batch('l1', T0 + 1))).toBe('stale-epoch');
+    expect(await store.commit(5, epoch, 10, 12, batch('l1', T0 + 1))).toBe('state-lost');
     await until(() => lost.length > 0);
     expect(lost).toEqual([[5, 9]]);
     // Still refused while nobody has claimed the lane again (the old owner's in-flight work),
     // and not reported twice; the fence stays where Redis had it.
-    expect(await store.commit(5, epoch, 13, 14, batch('l2', T0 + 2))).toBe('stale-epoch');
+    expect(await store.commit(5, epoch, 13, 14, batch('l2', T0 + 2))).toBe('state-lost');
     expect(await store.checkFences([5])).toEqual([]);
     expect((await store.readFence(5)).offset).toBe(4);
     expect(lost).toEqual([[5, 9]]);
