@@ -3,8 +3,8 @@
  * local date. Activity windows, streaks and lifecycle work on day numbers because they are
  * cheap to compare and store (a user's recent active days fit in a small array).
  *
- * Intl is slow (microseconds per call), so the UTC offset is cached per zone for the current
- * hour: events arrive nearly in time order, and an offset never changes inside an hour in any
+ * Intl is slow (microseconds per call), so the UTC offset is cached per zone and quarter hour
+ * (the latest one at hand, the last 4,096 in a map): an offset never changes inside an hour in any
  * zone that exists today (transitions happen on the hour or half hour, at quarter-hour offsets
  * at worst — the cache key is the quarter hour to stay exact for those).
  */
@@ -15,14 +15,21 @@ interface OffsetCache {
   formatter: Intl.DateTimeFormat;
   slot: number;
   offsetMs: number;
+  /** Earlier quarter hours: a batch mixes users' event times (and late events) across hours. */
+  slots: Map<number, number>;
 }
 
 const caches = new Map<string, OffsetCache>();
 const MAX_ZONES = 1_000;
+const MAX_SLOTS = 4_096;
+// The zone of the previous call: most calls in a batch name the reporting zone (the same string),
+// and an identity test is cheaper than hashing it into the map.
+let lastZone = '';
+let lastCache: OffsetCache | undefined;
 
 /** The zone's offset from UTC at `ms`, in ms (positive east of Greenwich). */
 export function utcOffsetMs(ms: number, timeZone: string): number {
-  let cache = caches.get(timeZone);
+  let cache = timeZone === lastZone ? lastCache : caches.get(timeZone);
   if (cache === undefined) {
     if (caches.size >= MAX_ZONES) caches.clear();
     cache = {
@@ -37,11 +44,21 @@ export function utcOffsetMs(ms: number, timeZone: string): number {
       }),
       slot: NaN,
       offsetMs: 0,
+      slots: new Map(),
     };
     caches.set(timeZone, cache);
   }
+  lastZone = timeZone;
+  lastCache = cache;
   const slot = Math.floor(ms / QUARTER_HOUR_MS);
-  if (slot !== cache.slot) {
+  if (slot === cache.slot) return cache.offsetMs;
+  const known = cache.slots.get(slot);
+  if (known !== undefined) {
+    cache.slot = slot;
+    cache.offsetMs = known;
+    return known;
+  }
+  {
     const base = slot * QUARTER_HOUR_MS;
     let y = 0, mo = 0, d = 0, h = 0, mi = 0;
     for (const p of cache.formatter.formatToParts(base)) {
@@ -53,6 +70,8 @@ export function utcOffsetMs(ms: number, timeZone: string): number {
     }
     cache.slot = slot;
     cache.offsetMs = Date.UTC(y, mo - 1, d, h, mi) - base;
+    if (cache.slots.size >= MAX_SLOTS) cache.slots.clear();
+    cache.slots.set(slot, cache.offsetMs);
   }
   return cache.offsetMs;
 }

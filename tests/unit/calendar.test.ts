@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { dayNumber, dayStartMs, formatDay, isoWeekStart, localHour, monthRange, parseDay, utcOffsetMs } from '../../src/time/calendar.js';
 
@@ -32,5 +33,27 @@ describe('calendar', () => {
     expect(parseDay('2026-02-29')).toBeNull();
     expect(parseDay('2026-2-3')).toBeNull();
     expect(formatDay(parseDay('2024-02-29')!)).toBe('2024-02-29');
+  });
+});
+
+describe('utcOffsetMs cache', () => {
+  // Straight from Intl, no cache: the local wall time at `ms` read as if it were UTC, minus `ms`.
+  const reference = (ms: number, zone: string): number => {
+    const parts = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' }).formatToParts(ms);
+    const n = (t: string) => Number(parts.find((p) => p.type === t)?.value);
+    return Date.UTC(n('year'), n('month') - 1, n('day'), n('hour'), n('minute'), n('second')) - Math.floor(ms / 1000) * 1000;
+  };
+  const zones = ['UTC', 'Asia/Shanghai', 'America/New_York', 'Europe/Berlin', 'Australia/Lord_Howe', 'Asia/Kathmandu', 'America/St_Johns', 'Pacific/Chatham'];
+
+  it('agrees with Intl for times in any order across zones, daylight-saving changes included (random walk)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: Date.UTC(2025, 0, 1), max: Date.UTC(2027, 0, 1) }), fc.constantFrom(...zones)), { minLength: 1, maxLength: 200 }),
+        (calls) => {
+          for (const [ms, zone] of calls) expect(utcOffsetMs(ms, zone), `${new Date(ms).toISOString()} ${zone}`).toBe(reference(ms, zone));
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
