@@ -102,6 +102,7 @@ export class Engine {
   /** null when embedded (no Kafka). */
   private readonly producer: EventProducer | null;
   private readonly source: EventSource;
+  private readonly budgetLedger: BudgetLedger;
   private readonly lanes: Lanes;
   private readonly sweep: TimerSweep;
   private ops: OpsServer | null = null;
@@ -134,7 +135,7 @@ export class Engine {
       store.checkFences(this.lanes.ownedPartitions()).catch((err: Error) => logger.warn({ err: err.message }, 'lane fences not checked after the Redis reconnection; a lost write shows at the next commit'));
     });
     this.queries = new StateQueries(this.redis, config.redis.keyPrefix, config.kafka.topic, o.spec);
-    const budgets = new BudgetLedger(this.redis, config.redis.keyPrefix);
+    const budgets = (this.budgetLedger = new BudgetLedger(this.redis, config.redis.keyPrefix));
     this.stateGauges = new StateGauges({
       registry: o.registry,
       logger,
@@ -242,7 +243,7 @@ export class Engine {
       });
       registerQueryRoutes(this.ops, this.queries, { clock: this.o.clock ?? Date.now, reportingTimeZone: this.o.spec.reportingTimeZone, metrics: this.o.spec.metrics.map((m) => m.name), breakdowns: this.o.spec.breakdowns.map((b) => b.name),
         journeys: (this.o.spec.rules?.journeys ?? []).map((j) => ({ id: j.id, description: j.description, priority: j.priority })),
-        journeyStats: (id) => journeyStats(this.queries, id, new BudgetLedger(this.redis, this.o.config.redis.keyPrefix)),
+        journeyStats: (id) => journeyStats(this.queries, id, this.budgetLedger),
         ...(this.delivery !== null ? { failedTouches: () => (this.delivery as TouchDelivery).failed() } : {}),
       });
       registerIngestRoute(this.ops, this.o.embedded?.ingest ?? (this.producer as EventProducer), { topic: config.kafka.topic, limits: this.limits(), clock: Date.now });

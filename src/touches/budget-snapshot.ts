@@ -70,6 +70,7 @@ export class BudgetSnapshot {
           this.failing = false;
         },
         (err: unknown) => {
+          if (this.timer === null) return; // stopped: the connection was closed under the read
           // The last view stays; the send-time charge still guards the budget.
           if (!this.failing) this.o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot read journey budgets; decisions use the last known spend until Redis answers');
           this.failing = true;
@@ -81,6 +82,10 @@ export class BudgetSnapshot {
     this.timer.unref();
   }
 
+  /**
+   * Stops re-reading. A read in flight is not awaited (with Redis down it would wait for ever);
+   * it ends when the connection is closed, without a warning.
+   */
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
