@@ -8,7 +8,7 @@ import { encodeEvent, type AppEvent } from '../../src/contract/event.js';
 import { compileStateSpec } from '../../src/engine/state-spec.js';
 import { laneKeys } from '../../src/state/keys.js';
 import { StateQueries } from '../../src/state/queries.js';
-import { DAY, STATE_REF_SPEC, STATE_YAML, ZONE, kafkaYaml, pollUntil, startRestartableRedis, type RestartableRedis } from '../support/chaos-services.js';
+import { DAY, STATE_REF_SPEC, ZONE, kafkaYaml, stateYaml, pollUntil, startRestartableRedis, type RestartableRedis } from '../support/chaos-services.js';
 import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
 import { highWatermarks, produceLog, testConfig, waitForLanes } from '../support/engine-harness.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
@@ -111,7 +111,7 @@ redis:
   keyPrefix: ${namespace}
 http:
   port: 0
-${STATE_YAML.replace('maxFutureSkew: 5m', 'maxFutureSkew: 5m\n  maxTriggerAge: 60d')}
+${stateYaml({ maxTriggerAge: '60d' })}
 touches:
   queue: ${queueName}
   channels:

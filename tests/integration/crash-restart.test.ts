@@ -11,7 +11,8 @@ import { readMetric, startEngineProcess, type EngineProcess } from '../support/e
 import { appliedMessages, describeFences, readFences, waitForFences } from '../support/lane-fences.js';
 import { countMismatches, referenceStageCounts, userMismatches } from '../support/reference-compare.js';
 import { buildReferenceLog, type LogMessage } from '../support/reference-log.js';
-import { runReference, type RefResult, type RefSpec } from '../support/reference-model.js';
+import { runReference, type RefResult } from '../support/reference-model.js';
+import { DAY, STATE_REF_SPEC, STATE_YAML, ZONE } from '../support/state-config.js';
 
 /**
  * Exactly once across SIGKILL (issue 3, "Prove it"; DESIGN §5): the engine runs in a child
@@ -27,29 +28,12 @@ import { runReference, type RefResult, type RefSpec } from '../support/reference
  * The child's wall clock is fixed (NUDGE_TEST_CLOCK_MS), so the log keeps its future-dated
  * events: they are clamped to that clock in every process the same way.
  */
-const DAY = 86_400_000;
 const PARTITIONS = 4;
 const START = Date.UTC(2026, 2, 2, 0, 0); // 2026-03-02
 const DAYS = 40;
 const NOW = START + (DAYS + 2) * DAY;
-const ZONE = 'Asia/Shanghai';
 
-const refSpec: RefSpec = {
-  reportingTimeZone: ZONE,
-  allowedLatenessMs: 2 * 3_600_000,
-  maxFutureSkewMs: 5 * 60_000,
-  metrics: [
-    { name: 'active', events: null },
-    { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] },
-  ],
-  newForMs: 7 * DAY,
-  dormantAfterMs: 14 * DAY,
-  churnedAfterMs: 30 * DAY,
-  reactivatedForMs: 7 * DAY,
-  counters: [{ name: 'loan_views', eventName: 'page_view', props: { page: 'loan_detail' }, keep: 3, withinMs: DAY }],
-  streaks: [{ name: 'checkin', eventName: 'checkin' }],
-  recentIds: 32,
-};
+const refSpec = STATE_REF_SPEC;
 
 // session.timeout.ms at the broker's minimum (6 s): a SIGKILLed member never leaves the group,
 // and its partitions go to the restarted one only when its session expires (45 s by default).
@@ -68,31 +52,7 @@ redis:
   keyPrefix: ${namespace}
 http:
   port: 0
-time:
-  reportingTimeZone: ${ZONE}
-  allowedLateness: 2h
-  maxFutureSkew: 5m
-activity:
-  metrics:
-    - name: active
-    - name: financial
-      events: [transfer_done, fund_purchase, payment]
-lifecycle:
-  newFor: 7d
-  dormantAfter: 14d
-  churnedAfter: 30d
-  reactivatedFor: 7d
-  sweepInterval: 200ms
-behaviour:
-  counters:
-    - name: loan_views
-      match: { name: page_view, props: { page: loan_detail } }
-      keep: 3
-      within: 24h
-  streaks:
-    - name: checkin
-      match: { name: checkin }
-`;
+${STATE_YAML.trimStart()}`;
 }
 
 describe('exactly once across SIGKILL and restart', () => {

@@ -8,6 +8,7 @@ import { StateQueries } from '../../src/state/queries.js';
 import type { StateSpec } from '../../src/state/spec.js';
 import { parseDay } from '../../src/time/calendar.js';
 import { dropNamespace } from '../support/engine-harness.js';
+import { until } from '../support/poll.js';
 
 const DAY = 86_400_000;
 const spec: StateSpec = {
@@ -110,16 +111,9 @@ describe('LaneStore against a real Redis', () => {
     expect(await store.commit(5, epoch, 0, 9, batch('l0', T0))).toBe('committed');
     // Redis "loses" the last acknowledged write: its fence goes back to 4.
     await redis.hset(store.keys(5).fence, 'offset', '4');
-    const until = async (ok: () => boolean) => {
-      const deadline = Date.now() + 5_000;
-      while (!ok()) {
-        if (Date.now() > deadline) throw new Error('no state-lost report');
-        await new Promise((r) => setImmediate(r));
-      }
-    };
     // The next batch would land above the gap (offsets 5-9 lost): refused, and reported.
     expect(await store.commit(5, epoch, 10, 12, batch('l1', T0 + 1))).toBe('state-lost');
-    await until(() => lost.length > 0);
+    await until('the state-lost report', 5_000, () => lost.length > 0, 1);
     expect(lost).toEqual([[5, 9]]);
     // Still refused while nobody has claimed the lane again (the old owner's in-flight work),
     // and not reported twice; the fence stays where Redis had it.

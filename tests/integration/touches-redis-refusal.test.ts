@@ -3,6 +3,7 @@ import { silentLogger } from '../../src/log.js';
 import { LogAdapter } from '../../src/touches/channels/log-adapter.js';
 import { touchKeys } from '../../src/touches/keys.js';
 import { TouchWorker } from '../../src/touches/touch-worker.js';
+import { until } from '../support/poll.js';
 import { capturedLogger, makeTouch, touchHarness, waitForJob, type TouchHarness } from '../support/touch-harness.js';
 
 /**
@@ -14,14 +15,6 @@ let h: TouchHarness;
 afterEach(async () => {
   await h?.cleanup();
 });
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('touch worker: Redis refusals are logged and retried', () => {
   it('a ledger script refused by Redis is warned about on the first attempt and the touch is sent once it passes', async () => {
@@ -35,7 +28,7 @@ describe('touch worker: Redis refusals are logged and retried', () => {
     const w = new TouchWorker({ connection: h.redis, queueName: h.queueName, prefix: h.prefix, namespace: h.namespace, adapters: [new LogAdapter(silentLogger())], backoff: { initialMs: 50, jitter: 0 }, logger: log.logger });
     h.defer(() => w.close(true));
     await h.enqueue([t], { attempts: 20 });
-    await until('the warning', () => log.text().includes('touch attempt failed before reaching the provider'));
+    await until('the warning', 15_000, () => log.text().includes('touch attempt failed before reaching the provider'));
     const line = JSON.parse(log.text().split('\n').find((l) => l.includes('before reaching the provider')) ?? '{}') as Record<string, unknown>;
     expect(line).toMatchObject({ level: 'warn', touchId: t.touchId, channel: 'log' });
     expect(String(line['err'])).toMatch(/WRONGTYPE/);
@@ -59,7 +52,7 @@ describe('touch worker: Redis refusals are logged and retried', () => {
     });
     h.defer(() => w.close(true));
     await h.enqueue([t], { attempts: 20 });
-    await until('the warning', () => log.text().includes('send-time re-check could not read the user state'));
+    await until('the warning', 15_000, () => log.text().includes('send-time re-check could not read the user state'));
     expect(log.text()).toContain('"kind":"SyntaxError"');
     expect(log.text()).not.toContain('Canary Person');
     fail = false;

@@ -4,8 +4,13 @@ import { laneKeys } from '../../src/state/keys.js';
 import type { StateQueries } from '../../src/state/queries.js';
 import { refAssignment, refTouchId, type RefJourney, type RefRules } from './journey-reference.js';
 import type { LogMessage } from './reference-log.js';
-import type { RefResult, RefSpec } from './reference-model.js';
+import type { RefResult } from './reference-model.js';
+import { DAY, STATE_REF_SPEC, ZONE, stateYaml } from './state-config.js';
+import { expect } from 'vitest';
+import { waitForLanes } from './engine-harness.js';
+import { until } from './poll.js';
 import { verifyStandardWebhook } from './journey-scenario.js';
+import { countMismatches, referenceStageCounts, userMismatches } from './reference-compare.js';
 import type { ReceivedRequest } from './webhook-receiver.js';
 
 /**
@@ -23,26 +28,7 @@ import type { ReceivedRequest } from './webhook-receiver.js';
  * same reason.
  */
 
-export const DAY = 86_400_000;
-export const ZONE = 'Asia/Shanghai';
-
-/** The state config of tests/integration/crash-restart.test.ts, as the brute-force model reads it. */
-export const REF_SPEC: RefSpec = {
-  reportingTimeZone: ZONE,
-  allowedLatenessMs: 2 * 3_600_000,
-  maxFutureSkewMs: 5 * 60_000,
-  metrics: [
-    { name: 'active', events: null },
-    { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] },
-  ],
-  newForMs: 7 * DAY,
-  dormantAfterMs: 14 * DAY,
-  churnedAfterMs: 30 * DAY,
-  reactivatedForMs: 7 * DAY,
-  counters: [{ name: 'loan_views', eventName: 'page_view', props: { page: 'loan_detail' }, keep: 3, withinMs: DAY }],
-  streaks: [{ name: 'checkin', eventName: 'checkin' }],
-  recentIds: 32,
-};
+export { DAY, STATE_REF_SPEC, ZONE, until };
 
 /** The journeys, as the reference reads them (the YAML below says the same in config terms). */
 interface ChaosJourney {
@@ -101,32 +87,7 @@ redis:
   keyPrefix: ${p.namespace}
 http:
   port: 0
-time:
-  reportingTimeZone: ${ZONE}
-  allowedLateness: 2h
-  maxFutureSkew: 5m
-  maxTriggerAge: 60d
-activity:
-  metrics:
-    - name: active
-    - name: financial
-      events: [transfer_done, fund_purchase, payment]
-lifecycle:
-  newFor: 7d
-  dormantAfter: 14d
-  churnedAfter: 30d
-  reactivatedFor: 7d
-  sweepInterval: 200ms
-behaviour:
-  counters:
-    - name: loan_views
-      match: { name: page_view, props: { page: loan_detail } }
-      keep: 3
-      within: 24h
-  streaks:
-    - name: checkin
-      match: { name: checkin }
-policy:
+${stateYaml({ maxTriggerAge: '60d' }).trimStart()}policy:
   consent: { default: granted }
   holdoutSalt: chaos
 touches:
@@ -222,12 +183,12 @@ export function expectedTouches(log: readonly LogMessage[], now: number): { touc
     const ids = recent.get(e.userId) ?? [];
     if (ids.includes(e.eventId)) continue;
     const st = streamTime.get(m.partition) ?? 0;
-    if (e.timeMs < st - REF_SPEC.allowedLatenessMs) continue;
+    if (e.timeMs < st - STATE_REF_SPEC.allowedLatenessMs) continue;
     let t = e.timeMs;
-    if (t > now + REF_SPEC.maxFutureSkewMs) t = now;
+    if (t > now + STATE_REF_SPEC.maxFutureSkewMs) t = now;
     else streamTime.set(m.partition, Math.max(st, t));
     ids.push(e.eventId);
-    if (ids.length > REF_SPEC.recentIds) ids.shift();
+    if (ids.length > STATE_REF_SPEC.recentIds) ids.shift();
     recent.set(e.userId, ids);
     for (const j of CHAOS_JOURNEYS) {
       if (e.name !== j.name || (j.test !== undefined && !j.test(e))) continue;
@@ -349,17 +310,6 @@ export async function outboxIds(redis: Redis, namespace: string, topic: string, 
   return out;
 }
 
-/** Polls `probe` until it returns something truthy, with a deadline and a message saying what was awaited. */
-export async function until<T>(what: string, timeoutMs: number, probe: () => T | null | undefined | false | Promise<T | null | undefined | false>, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** Resolves when BullMQ has nothing waiting, active, delayed or prioritized. */
 export async function queueSettled(queue: Queue, timeoutMs: number): Promise<void> {
   await until('BullMQ to settle', timeoutMs, async () => {
@@ -376,4 +326,38 @@ export async function dropQueue(redis: Redis, queue: string): Promise<void> {
     if (keys.length) await redis.unlink(...keys);
     cursor = next;
   } while (cursor !== '0');
+}
+
+/**
+ * The end of a chaos run, once the last engine is running: waits for its lanes to reach the end
+ * of the log, for every expected touch to reach the receiver (a timeout only warns: the
+ * delivery checks then say what is missing), for the outboxes to empty and the queue to settle.
+ */
+export async function finishRun(o: {
+  redis: Redis;
+  namespace: string;
+  topic: string;
+  ends: ReadonlyMap<number, number>;
+  expected: readonly ExpectedTouch[];
+  requests: readonly ReceivedRequest[];
+  queue: Queue;
+  onApplied?: () => void;
+}): Promise<void> {
+  await waitForLanes(o.redis, o.namespace, o.topic, new Map(o.ends), 180_000);
+  o.onApplied?.();
+  const want = new Set(o.expected.map((t) => t.touchId));
+  await until(`${want.size} distinct touches delivered`, 120_000, () => {
+    const got = new Set(o.requests.map((r) => r.id));
+    return [...want].every((id) => got.has(id));
+  }, 200).catch((err: Error) => console.warn(err.message)); // what is missing is reported by the checks
+  await until('the outboxes to be empty', 30_000, async () => (await outboxDepth(o.redis, o.namespace, o.topic, o.ends.keys())) === 0);
+  await queueSettled(o.queue, 30_000);
+}
+
+/** Every count, every user, the recorded stages and each user's applied ids in order equal the model. */
+export async function expectStateEqualsModel(queries: StateQueries, ref: RefResult, now: number): Promise<void> {
+  expect((await countMismatches(queries, ref, STATE_REF_SPEC)).slice(0, 20)).toEqual([]);
+  expect((await userMismatches(queries, ref, STATE_REF_SPEC, now)).slice(0, 10)).toEqual([]);
+  expect(await queries.stageCounts()).toEqual(referenceStageCounts(ref, STATE_REF_SPEC, now));
+  expect((await recentIdMismatches(queries, ref)).slice(0, 10)).toEqual([]);
 }

@@ -8,7 +8,6 @@ import { decodeEvent } from '../../src/contract/event.js';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../src/dev/redis-server.js';
 import { startKafkaBroker, type KafkaBrokerHandle } from '../../scripts/services/kafka-broker.js';
 import { withAdmin } from './kafka-admin.js';
-import type { RefSpec } from './reference-model.js';
 
 /**
  * Services the chaos tests kill and start again (issue 6 items 3, 4 and 8): a private
@@ -167,54 +166,8 @@ export async function pollUntil<T>(read: () => Promise<T>, done: (v: T) => boole
   }
 }
 
-// The state section every chaos test runs with, twice: as the engine's YAML and as the
-// reference model's spec (written side by side so a difference is visible).
-export const DAY = 86_400_000;
-export const ZONE = 'Asia/Shanghai';
-
-export const STATE_YAML = `
-time:
-  reportingTimeZone: ${ZONE}
-  allowedLateness: 2h
-  maxFutureSkew: 5m
-activity:
-  metrics:
-    - name: active
-    - name: financial
-      events: [transfer_done, fund_purchase, payment]
-lifecycle:
-  newFor: 7d
-  dormantAfter: 14d
-  churnedAfter: 30d
-  reactivatedFor: 7d
-  sweepInterval: 200ms
-behaviour:
-  counters:
-    - name: loan_views
-      match: { name: page_view, props: { page: loan_detail } }
-      keep: 3
-      within: 24h
-  streaks:
-    - name: checkin
-      match: { name: checkin }
-`;
-
-export const STATE_REF_SPEC: RefSpec = {
-  reportingTimeZone: ZONE,
-  allowedLatenessMs: 2 * 3_600_000,
-  maxFutureSkewMs: 5 * 60_000,
-  metrics: [
-    { name: 'active', events: null },
-    { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] },
-  ],
-  newForMs: 7 * DAY,
-  dormantAfterMs: 14 * DAY,
-  churnedAfterMs: 30 * DAY,
-  reactivatedForMs: 7 * DAY,
-  counters: [{ name: 'loan_views', eventName: 'page_view', props: { page: 'loan_detail' }, keep: 3, withinMs: DAY }],
-  streaks: [{ name: 'checkin', eventName: 'checkin' }],
-  recentIds: 32,
-};
+// The state sections every chaos test runs with (engine YAML and reference spec): one copy.
+export { DAY, STATE_REF_SPEC, STATE_YAML, ZONE, stateYaml } from './state-config.js';
 
 /**
  * The `kafka:` section: the broker's minimum session timeout (6 s), so partitions of a member

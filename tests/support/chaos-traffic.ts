@@ -11,17 +11,6 @@ import { readFences } from './lane-fences.js';
  * a reader for the dead-letter topic, a lane stall monitor and a Prometheus series counter.
  */
 
-/** A tiny seeded PRNG (mulberry32), so a failing run can be replayed with its seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function appEvent(over: Partial<AppEvent> & Pick<AppEvent, 'eventId' | 'userId' | 'timeMs'>): AppEvent {
   return { name: 'login', channel: 'app', props: {}, value: 0, tz: '', deviceId: '', sentMs: 0, ...over };
 }
