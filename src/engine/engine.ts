@@ -121,14 +121,7 @@ export class Engine {
       logger.warn({ err: err.message }, 'redis connection error; commands wait for the reconnect');
     });
     this.metrics = new PipelineMetrics(o.registry);
-    const store = new LaneStore(this.redis, config.redis.keyPrefix, config.kafka.topic, (partition, seenOffset) => {
-      logger.error(
-        { code: ErrorCodes.REDIS_STATE_LOST, partition, seenOffset },
-        'Redis lost writes it had acknowledged (restarted from an AOF without its last second, or failed over to a lagging replica): the partition is claimed again at the fence Redis holds and the lost offsets are read again from Kafka. Touches decided in the lost writes are decided again; provider idempotency keys absorb a resend. Use appendfsync always to avoid this.',
-      );
-      if (this.source.reclaim === undefined) logger.error({ partition }, 'this source cannot re-read; restart the process to resume from Redis\' fence');
-      this.source.reclaim?.([partition]);
-    });
+    const store = new LaneStore(this.redis, config.redis.keyPrefix, config.kafka.topic, (partition, seenOffset) => this.rereadLostLane(partition, seenOffset));
     // Also after `start()`'s first connection: a reconnection may be to a Redis that restarted
     // without its last writes, and a lane with nothing left to commit would not notice by itself.
     this.redis.on('ready', () => {
@@ -296,6 +289,17 @@ export class Engine {
    * an abandoned batch committed nothing and moved no offset, so the partition's next owner
    * reads it again (its dead letters, if already sent, are sent again: at least once).
    */
+  /** Redis lost writes of a lane it had acknowledged: have the partition read again from Redis' fence. */
+  private rereadLostLane(partition: number, seenOffset: number): void {
+    const logger = this.o.logger;
+    logger.error(
+      { code: ErrorCodes.REDIS_STATE_LOST, partition, seenOffset },
+      'Redis lost writes it had acknowledged (restarted from an AOF without its last second, or failed over to a lagging replica): the partition is claimed again at the fence Redis holds and the lost offsets are read again from Kafka. Touches decided in the lost writes are decided again; provider idempotency keys absorb a resend. Use appendfsync always to avoid this.',
+    );
+    if (this.source.reclaim === undefined) logger.error({ partition }, 'this source cannot re-read; restart the process to resume from Redis\' fence');
+    this.source.reclaim?.([partition]);
+  }
+
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;

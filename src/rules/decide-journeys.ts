@@ -66,6 +66,7 @@ function gatePlanned(ctx: DecideContext, budgets: ReadonlyMap<string, BudgetRema
   const sameStep: TouchRecord[] = [];
   const spent = new Map<string, number>();
   const budgetDay = dayNumber(now, spec.reportingTimeZone);
+  const budgetDayOf = (ms: number): number => dayNumber(ms, spec.reportingTimeZone);
   for (const p of planned) {
     const { journey, entry } = p;
     const step = journey.steps[p.step]!;
@@ -81,7 +82,7 @@ function gatePlanned(ctx: DecideContext, budgets: ReadonlyMap<string, BudgetRema
       history: state.history,
       sameStep,
       budget: remaining(journey, budgets, spent),
-      budgetDayOf: (ms) => dayNumber(ms, spec.reportingTimeZone),
+      budgetDayOf,
     });
     const decision: TouchDecision = {
       touchId,

@@ -3,7 +3,7 @@ import { dayNumber } from '../time/calendar.js';
 import { addActiveDay, gapBucket, windowIncrements, type ActivityWindow } from './activity.js';
 import { breakdownKey, breakdownValue, markHllSeen } from './breakdown.js';
 import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
-import { matches, STATE_BOUNDS, type StateSpec } from './spec.js';
+import { matches, STATE_BOUNDS, type ActivityMetricSpec, type StateSpec } from './spec.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
 import type { OutboxEntry } from '../touches/outbox-entry.js';
 import { factsOf, recordActiveHour, runJourneys, type JourneyEffects } from './journey-step.js';
@@ -73,7 +73,7 @@ export const CounterHash = {
 } as const;
 
 /**
- * Hash names of a metric's activity windows and gaps, built once per metric name: a name built
+ * Hash names of a metric's activity windows and gaps, built once per metric: a name built
  * per increment (up to ~40 per new active day) was a fresh concatenated string that every Map
  * lookup then had to flatten and hash (bump() was ~6% of the step's CPU).
  */
@@ -81,24 +81,24 @@ interface MetricHashes {
   windows: Record<ActivityWindow, string>;
   gaps: string;
 }
-const metricHashes = new Map<string, MetricHashes>();
+// Per metric of a compiled spec (the spec's own objects, so nothing outlives the spec).
+const METRIC_HASHES = new WeakMap<ActivityMetricSpec, MetricHashes>();
 
-function hashesOf(metric: string): MetricHashes {
-  let h = metricHashes.get(metric);
+function hashesOf(metric: ActivityMetricSpec): MetricHashes {
+  let h = METRIC_HASHES.get(metric);
   if (h === undefined) {
+    const name = metric.name;
     h = {
       windows: {
-        dau: CounterHash.activity(metric, 'dau'),
-        wau: CounterHash.activity(metric, 'wau'),
-        mau: CounterHash.activity(metric, 'mau'),
-        week: CounterHash.activity(metric, 'week'),
-        month: CounterHash.activity(metric, 'month'),
+        dau: CounterHash.activity(name, 'dau'),
+        wau: CounterHash.activity(name, 'wau'),
+        mau: CounterHash.activity(name, 'mau'),
+        week: CounterHash.activity(name, 'week'),
+        month: CounterHash.activity(name, 'month'),
       },
-      gaps: CounterHash.gaps(metric),
+      gaps: CounterHash.gaps(name),
     };
-    // Metric names come from the config: a handful. The bound only guards misuse.
-    if (metricHashes.size >= 1_000) metricHashes.clear();
-    metricHashes.set(metric, h);
+    METRIC_HASHES.set(metric, h);
   }
   return h;
 }
@@ -203,7 +203,7 @@ function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: St
     if (spec.breakdowns.length > 0) applyBreakdowns(s, e, metric.name, day, spec, out);
     const days = s.active[metric.name] ?? [];
     if (days.includes(day)) continue;
-    const hashes = hashesOf(metric.name);
+    const hashes = hashesOf(metric);
     for (const inc of windowIncrements(days, day)) bump(out.counters, hashes.windows[inc.window], inc.period);
     const newest = days.length > 0 ? (days[days.length - 1] as number) : undefined;
     if (newest !== undefined && day > newest) bump(out.counters, hashes.gaps, `${day}:${gapBucket(day - newest)}`);
