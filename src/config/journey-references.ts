@@ -14,6 +14,7 @@ interface Behaviour {
   sums: readonly { name: string }[];
   streaks: readonly { name: string }[];
   traits: readonly string[];
+  deviceSignups: readonly { name: string }[];
 }
 
 export interface ReferenceInput {
@@ -32,6 +33,7 @@ export function checkJourneyReferences(cfg: ReferenceInput, ctx: z.RefinementCtx
   const sums = new Set(cfg.behaviour.sums.map((s) => s.name));
   const streaks = new Set(cfg.behaviour.streaks.map((s) => s.name));
   const traits = new Set([...cfg.behaviour.traits, ...cfg.breakdownTraits]);
+  const devices = new Set(cfg.behaviour.deviceSignups.map((d) => d.name));
   const channels = new Set(Object.keys(cfg.touches.channels));
   const list = (names: Iterable<string>) => [...names].join(', ') || 'none';
 
@@ -55,6 +57,14 @@ export function checkJourneyReferences(cfg: ReferenceInput, ctx: z.RefinementCtx
       if (c.sum !== undefined && !sums.has(c.sum)) issue(at('conditions', k, 'sum'), `names no behaviour sum; define it under behaviour.sums (defined: ${list(sums)})`);
       if (c.streak !== undefined && !streaks.has(c.streak)) issue(at('conditions', k, 'streak'), `names no behaviour streak (defined: ${list(streaks)})`);
       if (c.trait !== undefined && !traits.has(c.trait)) issue(at('conditions', k, 'trait'), `is not a kept trait, so it is never set; add it to behaviour.traits (kept: ${list(traits)})`);
+      if (c.deviceSignups !== undefined) {
+        if (!devices.has(c.deviceSignups)) issue(at('conditions', k, 'deviceSignups'), `names no device sign-up count; define it under behaviour.deviceSignups (defined: ${list(devices)})`);
+        // The lane loads a device's sign-ups only for events that can trigger such a journey.
+        const named = (t.type === 'event' || t.type === 'firstTime') && (t.match?.names.length ?? 0) > 0;
+        if (!named) {
+          issue(at('conditions', k, 'deviceSignups'), 'needs a trigger of type event or firstTime whose match names its events (match: { name: ... }): the device\'s sign-ups are loaded only for those events');
+        }
+      }
     });
     j.attributes.forEach((a, k) => {
       if (!traits.has(a)) issue(at('attributes', k), `is not a kept trait, so it would always be empty; add it to behaviour.traits (kept: ${list(traits)})`);

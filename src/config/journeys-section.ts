@@ -93,6 +93,8 @@ const conditionSchema = z
     counter: behaviourName.optional(),
     sum: behaviourName.optional(),
     streak: behaviourName.optional(),
+    /** A behaviour.deviceSignups name: sign-ups from the user's sign-up device around their own. */
+    deviceSignups: behaviourName.optional(),
     atLeast: z.number().optional(),
     atMost: z.number().optional(),
     within: duration().optional(),
@@ -100,10 +102,10 @@ const conditionSchema = z
     not: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
-    const kinds = (['stage', 'trait', 'counter', 'sum', 'streak'] as const).filter((k) => c[k] !== undefined);
+    const kinds = (['stage', 'trait', 'counter', 'sum', 'streak', 'deviceSignups'] as const).filter((k) => c[k] !== undefined);
     if (kinds.length !== 1) {
       const got = kinds.length === 0 ? 'none' : kinds.join(' and ');
-      ctx.addIssue({ code: 'custom', message: `expected exactly one of stage, trait, counter, sum, streak, got ${got}` });
+      ctx.addIssue({ code: 'custom', message: `expected exactly one of stage, trait, counter, sum, streak, deviceSignups, got ${got}` });
       return;
     }
     const kind = kinds[0]!;
@@ -112,13 +114,14 @@ const conditionSchema = z
     };
     need('in', kind === 'trait', 'only a trait condition takes in');
     need('exists', kind === 'trait', 'only a trait condition takes exists');
-    need('atLeast', kind === 'counter' || kind === 'sum' || kind === 'streak', 'counter, sum and streak conditions take atLeast/atMost');
-    need('atMost', kind === 'counter' || kind === 'sum' || kind === 'streak', 'counter, sum and streak conditions take atLeast/atMost');
+    const bounded = kind === 'counter' || kind === 'sum' || kind === 'streak' || kind === 'deviceSignups';
+    need('atLeast', bounded, 'counter, sum, streak and deviceSignups conditions take atLeast/atMost');
+    need('atMost', bounded, 'counter, sum, streak and deviceSignups conditions take atLeast/atMost');
     need('within', kind === 'counter', 'only a counter condition takes within');
     if (kind === 'trait' && (c.in === undefined) === (c.exists === undefined)) {
       ctx.addIssue({ code: 'custom', message: 'a trait condition needs exactly one of in: [values] or exists: true/false' });
     }
-    if ((kind === 'counter' || kind === 'sum' || kind === 'streak') && c.atLeast === undefined && c.atMost === undefined) {
+    if (bounded && c.atLeast === undefined && c.atMost === undefined) {
       ctx.addIssue({ code: 'custom', message: `a ${kind} condition needs atLeast, atMost or both` });
     }
   });

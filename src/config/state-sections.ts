@@ -143,4 +143,29 @@ export const behaviourSchema = z.strictObject({
   streaks: z.array(z.strictObject({ name, match: matchSchema })).max(16).superRefine(uniqueNames).default([]),
   /** Event props copied into the user's traits when an event carries them. */
   traits: z.array(z.string().min(1).max(64)).max(16).default([]),
+  /**
+   * Sign-ups per device, across users and partitions (referral anti-abuse): each user's first
+   * matching event with a device_id is their sign-up; a journey condition `deviceSignups` counts
+   * the sign-ups from the same device within `within` of the user's own. Default none.
+   */
+  deviceSignups: z
+    .array(
+      z
+        .strictObject({
+          name,
+          match: matchSchema,
+          within: durationMs(undefined, 60_000),
+          /** Default "30d". How long a device's sign-ups are kept after its newest one. */
+          keepFor: durationMs('30d', 60_000),
+          /** Default 1000. Sign-ups kept per device (the newest); a farm beyond it still counts over any sane limit. */
+          maxPerDevice: z.number().int().min(10).max(100_000).default(1000),
+        })
+        .superRefine((d, ctx) => {
+          if (d.keepFor < 2 * d.within) ctx.addIssue({ code: 'custom', path: ['keepFor'], message: 'must be at least twice within: sign-ups on both sides of a user\'s own are counted' });
+        })
+        .transform((d) => ({ name: d.name, match: d.match, withinMs: d.within, keepForMs: d.keepFor, maxPerDevice: d.maxPerDevice })),
+    )
+    .max(4)
+    .superRefine(uniqueNames)
+    .default([]),
 });

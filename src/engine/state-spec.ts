@@ -20,6 +20,7 @@ export function compileStateSpec(config: NudgeConfig): StateSpec {
     counters: config.behaviour.counters.map((c) => ({ name: c.name, filter: filter(c.match), keep: c.keep, withinMs: c.withinMs })),
     sums: config.behaviour.sums.map((s) => ({ name: s.name, filter: filter(s.match), windowMs: s.windowMs, bucketMs: s.bucketMs })),
     streaks: config.behaviour.streaks.map((s) => ({ name: s.name, filter: filter(s.match) })),
+    deviceSignups: config.behaviour.deviceSignups.map((d) => ({ name: d.name, filter: filter(d.match), withinMs: d.withinMs, keepForMs: d.keepForMs, maxPerDevice: d.maxPerDevice })),
     // A breakdown by a trait needs the trait kept, listed or not.
     traitKeys: [...new Set([...config.behaviour.traits, ...config.activity.breakdowns.flatMap((b) => (b.trait !== undefined ? [b.trait] : []))])],
     breakdowns: config.activity.breakdowns.map((b) => ({

@@ -4,6 +4,7 @@ import { ErrorCodes } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics/pipeline-metrics.js';
 import { applyEvents, applyTimers, type StepResult, type Transition } from '../state/decide.js';
+import { planDeviceSignups } from '../state/device-signups.js';
 import type { LaneStore } from '../state/lane-store.js';
 import type { StateSpec } from '../state/spec.js';
 import type { UserState } from '../state/user-state.js';
@@ -299,12 +300,16 @@ export class Lanes {
     const userIds = [...new Set(events.map((e) => e.userId))];
     const loaded = await this.loadUsers(lane, userIds);
     if (!loaded) return;
+    // Sign-ups per device (referral checks), only in batches with a sign-up or a deciding event.
+    const plan = planDeviceSignups(events, loaded, lane.streamTime, now, this.o.spec);
+    const devices = plan === null ? undefined : await this.retry('devices', lane, () => this.o.store.deviceSignups(plan));
+    if (devices === null) return;
     const decide = this.o.decide ?? applyEvents;
     // A valid event the step throws on (a bug, or data it does not handle) becomes a dead letter
     // and the rest of the batch is applied. Without isolation the whole batch was dropped with
     // a log line: no dead letter, and its good events lost for good once the lane's next batch
     // moved the fence past them (or, were it the last batch, the partition stuck behind it).
-    const { result, poisoned } = isolatePoison(events, (subset) => decide(subset, loaded, lane.streamTime, now, this.o.spec));
+    const { result, poisoned } = isolatePoison(events, (subset) => decide(subset, loaded, lane.streamTime, now, this.o.spec, devices));
     if (poisoned.length > 0) {
       for (const p of poisoned) {
         dead.push(deadLetter(sources[p.index] as RawMessage, ErrorCodes.EVENT_POISON, `the state step threw ${describeFailure(p.error)}; the event was skipped. Replay it from the dead-letter topic once the bug is fixed.`));

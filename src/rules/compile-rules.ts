@@ -79,6 +79,10 @@ function compileCondition(c: JourneyConfig['conditions'][number], behaviour: Beh
     return { not: c.not, kind: 'counter', counter: c.counter, withinMs, ...bounds };
   }
   if (c.sum !== undefined) return { not: c.not, kind: 'sum', sum: c.sum, ...bounds };
+  if (c.deviceSignups !== undefined) {
+    const withinMs = behaviour.deviceSignups.find((d) => d.name === c.deviceSignups)!.withinMs;
+    return { not: c.not, kind: 'deviceSignups', deviceSignups: c.deviceSignups, withinMs, ...bounds };
+  }
   return { not: c.not, kind: 'streak', streak: c.streak!, ...bounds };
 }
 

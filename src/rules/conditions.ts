@@ -1,6 +1,6 @@
 import { dayNumber } from '../time/calendar.js';
 import type { Condition } from './rules-spec.js';
-import { countWithin, liveStreak, type UserFacts } from './user-facts.js';
+import { countWithin, deviceSignupsWithin, liveStreak, type UserFacts } from './user-facts.js';
 
 /**
  * The index of the first condition that does not hold on `facts` at time `t`, or -1 when all
@@ -29,6 +29,8 @@ function holds(c: Condition, facts: UserFacts, t: number, tz: string): boolean {
       return between(facts.sums[c.sum] ?? 0, c.atLeast, c.atMost);
     case 'streak':
       return between(liveStreak(facts.streaks[c.streak], dayNumber(t, tz)), c.atLeast, c.atMost);
+    case 'deviceSignups':
+      return between(deviceSignupsWithin(facts.deviceSignups[c.deviceSignups], t, c.withinMs), c.atLeast, c.atMost);
   }
 }
 

@@ -108,6 +108,9 @@ function describeCondition(c: Condition): string {
     case 'streak':
       text = `streak ${c.streak} is ${bounds(c.atLeast, c.atMost)} days`;
       break;
+    case 'deviceSignups':
+      text = `sign-ups from the user's sign-up device within ${formatDuration(c.withinMs)} of theirs (${c.deviceSignups}) are ${bounds(c.atLeast, c.atMost)}`;
+      break;
   }
   return c.not ? `not (${text})` : text;
 }

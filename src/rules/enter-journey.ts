@@ -34,7 +34,8 @@ export function enterJourney(ctx: DecideContext, t: EntryTrigger): void {
   else if (prior !== undefined && journey.reEntry.kind === 'cooldown' && t.at - prior.at < journey.reEntry.ms) refusal = 'reentry_cooldown';
   else {
     const failing = firstFailingCondition(journey.conditions, ctx.facts, t.at, ctx.tz);
-    if (failing >= 0) [refusal, detail] = ['conditions_not_met', `conditions[${failing}]`];
+    // A device check that fails has its own reason: withheld rewards are what fraud teams count.
+    if (failing >= 0) [refusal, detail] = [journey.conditions[failing]!.kind === 'deviceSignups' ? 'device_signups' : 'conditions_not_met', `conditions[${failing}]`];
   }
   if (refusal !== null) {
     skip(ctx, journey.id, refusal, t.occurrence, detail);

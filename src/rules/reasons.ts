@@ -28,6 +28,7 @@ export const SKIP_REASONS = {
   stale_event: 'The event is older than time.maxTriggerAge by the wall clock (a backfill or a late event).',
   stale_timer: 'The timer was due more than time.maxTriggerAge ago (the engine was down or behind).',
   conditions_not_met: 'A condition does not hold (detail: which).',
+  device_signups: 'A deviceSignups condition does not hold: too many sign-ups came from the user\'s sign-up device around their own (a referral farm); withheld (detail: which condition).',
   reentry_never: 'The user entered before and the journey has reEntry: never.',
   reentry_cooldown: 'The user entered within the journey\'s re-entry cool-down.',
   already_in_journey: 'The user is still in the journey (a step or a touch is pending).',

@@ -47,6 +47,8 @@ export type Condition = { not: boolean } & (
   | { kind: 'counter'; counter: string; withinMs: number; atLeast: number | null; atMost: number | null }
   | { kind: 'sum'; sum: string; atLeast: number | null; atMost: number | null }
   | { kind: 'streak'; streak: string; atLeast: number | null; atMost: number | null }
+  /** Sign-ups from the user's sign-up device within `withinMs` of their own (UserFacts.deviceSignups). */
+  | { kind: 'deviceSignups'; deviceSignups: string; withinMs: number; atLeast: number | null; atMost: number | null }
 );
 
 /** When a step is sent, relative to its base time (the trigger, or the previous step's send time). */

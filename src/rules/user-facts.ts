@@ -20,6 +20,31 @@ export interface UserFacts {
   streaks: Readonly<Record<string, { readonly current: number; readonly last: number }>>;
   /** Events per local hour of day (24 entries), or null when not kept: see `recordActiveHour`. */
   activeHours: readonly number[] | null;
+  /**
+   * Per device sign-up count (behaviour.deviceSignups) the user has a sign-up for: its time and
+   * the sign-up times of every user from the same device, the user included, ascending, as
+   * loaded for this batch. Absent: no sign-up recorded, or not loaded (not a triggering event).
+   */
+  deviceSignups: Readonly<Record<string, DeviceSignupFacts>>;
+}
+
+export interface DeviceSignupFacts {
+  at: number;
+  times: readonly number[];
+}
+
+/**
+ * Sign-ups from the user's sign-up device within `withinMs` either side of their own, up to `t`
+ * (a sign-up after the decision's event time is not counted, whenever it arrived): 0 without a
+ * recorded sign-up.
+ */
+export function deviceSignupsWithin(d: DeviceSignupFacts | undefined, t: number, withinMs: number): number {
+  if (d === undefined) return 0;
+  const from = d.at - withinMs;
+  const to = Math.min(d.at + withinMs, t);
+  let n = 0;
+  for (const x of d.times) if (x >= from && x <= to) n++;
+  return n;
 }
 
 /** Matching times within (t - withinMs, t]. */

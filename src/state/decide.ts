@@ -6,6 +6,7 @@ import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
 import { matches, STATE_BOUNDS, type ActivityMetricSpec, type StateSpec } from './spec.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
 import type { OutboxEntry } from '../touches/outbox-entry.js';
+import { recordSignup, type DeviceSignupTimes } from './device-signups.js';
 import { factsOf, recordActiveHour, runJourneys, type JourneyEffects } from './journey-step.js';
 import type { UserState } from './user-state.js';
 
@@ -112,7 +113,8 @@ function bump(counters: CounterDeltas, hash: string, field: string | number, del
 
 /**
  * Applies a lane's batch of events (in offset order) to the users' states.
- * `states` holds the loaded state of every user in the batch (undefined = never seen).
+ * `states` holds the loaded state of every user in the batch (undefined = never seen);
+ * `devices` the device sign-up sets planDeviceSignups asked for, read after its writes.
  */
 export function applyEvents(
   events: readonly AppEvent[],
@@ -120,6 +122,7 @@ export function applyEvents(
   streamTime: number,
   now: number,
   spec: StateSpec,
+  devices?: DeviceSignupTimes,
 ): StepResult {
   const result = emptyResult(streamTime);
   const rules = journeysOf(spec);
@@ -150,7 +153,7 @@ export function applyEvents(
     if (rules !== null) {
       recordActiveHour(next, t, spec.reportingTimeZone);
       const applied = t === e.timeMs ? e : { ...e, timeMs: t };
-      mergeJourneys(result, e.userId, runJourneys(rules, e.userId, next, before, applied, now, spec));
+      mergeJourneys(result, e.userId, runJourneys(rules, e.userId, next, before, applied, now, spec, devices));
     }
     result.stats.applied++;
   }
@@ -189,6 +192,7 @@ function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: St
   s.recentIds.push(e.eventId);
   if (s.recentIds.length > STATE_BOUNDS.recentEventIds) s.recentIds.splice(0, s.recentIds.length - STATE_BOUNDS.recentEventIds);
   if (e.tz !== '') s.tz = e.tz;
+  if (spec.deviceSignups.length > 0) recordSignup(s, e, t, spec);
 
   // Traits first: a breakdown by a trait counts the event under the value it sets.
   for (const key of spec.traitKeys) {

@@ -2,7 +2,8 @@ import type { AppEvent } from '../contract/event.js';
 import { decideJourneys } from '../rules/decide-journeys.js';
 import type { JourneyStepResult, TouchDecision } from '../rules/decisions.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
-import type { UserFacts } from '../rules/user-facts.js';
+import type { DeviceSignupFacts, UserFacts } from '../rules/user-facts.js';
+import { deviceSetId, type DeviceSignupTimes } from './device-signups.js';
 import { encodeOutboxEntry, type OutboxEntry } from '../touches/outbox-entry.js';
 import type { TouchJob } from '../touches/touch-job.js';
 import { localHour } from '../time/calendar.js';
@@ -29,12 +30,26 @@ export function factsOf(s: UserState, now: number, spec: StateSpec): UserFacts {
 }
 
 /** The facts as they are now, read during one journey decision only: nothing copied. */
-function currentFacts(s: UserState, now: number, spec: StateSpec): UserFacts {
-  return facts(s, now, spec, false);
+function currentFacts(s: UserState, now: number, spec: StateSpec, devices: DeviceSignupTimes | undefined): UserFacts {
+  return new Facts(s, now, spec, false, devices);
 }
 
 function facts(s: UserState, now: number, spec: StateSpec, snapshot: boolean): UserFacts {
-  return new Facts(s, now, spec, snapshot);
+  return new Facts(s, now, spec, snapshot, undefined);
+}
+
+const NO_DEVICE_SIGNUPS: Readonly<Record<string, DeviceSignupFacts>> = Object.freeze({});
+
+/** The user's sign-ups with their devices' sign-up times, where the lane read them. */
+function deviceSignupFacts(s: UserState, spec: StateSpec, devices: DeviceSignupTimes | undefined): Readonly<Record<string, DeviceSignupFacts>> {
+  if (s.signups === undefined || devices === undefined) return NO_DEVICE_SIGNUPS;
+  const out: Record<string, DeviceSignupFacts> = {};
+  for (const d of spec.deviceSignups) {
+    const own = s.signups[d.name];
+    const times = own !== undefined ? devices.get(deviceSetId(d.name, own[0])) : undefined;
+    if (own !== undefined && times !== undefined) out[d.name] = { at: own[1], times };
+  }
+  return out;
 }
 
 /** A class, not an object literal with a getter: V8 builds literals with accessors slowly. */
@@ -48,6 +63,7 @@ class Facts implements UserFacts {
   readonly counters: Readonly<Record<string, readonly number[]>>;
   readonly streaks: Readonly<Record<string, { readonly current: number; readonly last: number }>>;
   readonly activeHours: readonly number[] | null;
+  readonly deviceSignups: Readonly<Record<string, DeviceSignupFacts>>;
   private readonly buckets: UserState['sums'];
   private computed: Record<string, number> | undefined;
 
@@ -56,6 +72,7 @@ class Facts implements UserFacts {
     private readonly now: number,
     private readonly spec: StateSpec,
     snapshot: boolean,
+    devices: DeviceSignupTimes | undefined,
   ) {
     this.firstSeen = s.firstSeen;
     this.lastSeen = s.lastSeen;
@@ -66,6 +83,7 @@ class Facts implements UserFacts {
     this.counters = snapshot ? { ...s.counters } : s.counters;
     this.streaks = snapshot ? { ...s.streaks } : s.streaks;
     this.activeHours = s.hours ?? null;
+    this.deviceSignups = deviceSignupFacts(s, spec, devices);
     this.buckets = snapshot && spec.sums.length > 0 ? { ...s.sums } : s.sums;
     this.computed = undefined;
   }
@@ -104,9 +122,10 @@ export function runJourneys(
   event: AppEvent | null,
   now: number,
   spec: StateSpec,
+  devices?: DeviceSignupTimes,
 ): JourneyEffects {
   const budgets = spec.budgets?.remaining();
-  const result = decideJourneys(rules, { userId, now, before, after: currentFacts(s, now, spec), event, state: s.journeys ?? null, ...(budgets !== undefined ? { budgets } : {}) });
+  const result = decideJourneys(rules, { userId, now, before, after: currentFacts(s, now, spec, devices), event, state: s.journeys ?? null, ...(budgets !== undefined ? { budgets } : {}) });
   s.journeys = result.state;
   return effectsOf(rules, result);
 }

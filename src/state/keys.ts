@@ -9,8 +9,9 @@
  *   {nudge:nudge.events:3}:timers          due times of the lane's users (sorted set)
  *   {nudge:nudge.events:3}:outbox          touches decided, not yet in BullMQ (named in touches/keys.ts)
  *   {nudge:nudge.events:3}:a:active:dau    activity counts of the lane, field = period
- * and one key outside any lane:
+ * and keys outside any lane:
  *   nudge:nudge.events:lanes               the partitions that ever had state (a set)
+ *   {nudge:nudge.events:d:<name>/<device hash>}   one device's sign-ups (a sorted set; its own slot)
  */
 import { outboxKey } from '../touches/keys.js';
 
@@ -34,6 +35,11 @@ export function laneKeys(namespace: string, topic: string, partition: number): L
     user: (userId) => `${tag}:u:${userId}`,
     hash: (suffix) => `${tag}:${suffix}`,
   };
+}
+
+/** One device's sign-ups of one behaviour.deviceSignups definition; `set` = deviceSetId(). */
+export function deviceSignupsKey(namespace: string, topic: string, set: string): string {
+  return `{${namespace}:${topic}:d:${set}}`;
 }
 
 export function lanesKey(namespace: string, topic: string): string {

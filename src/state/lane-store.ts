@@ -3,6 +3,8 @@ import type { Redis } from 'ioredis';
 import { laneKeys, lanesKey, type LaneKeys } from './keys.js';
 import { OTHER } from './breakdown.js';
 import { CounterHash, type StepResult } from './decide.js';
+import type { DevicePlan } from './device-signups.js';
+import { DeviceSignupStore } from './device-store.js';
 import { decodeUserState, encodeUserState, type UserState } from './user-state.js';
 
 const COMMIT_BATCH_LUA = readFileSync(new URL('./commit-batch.lua', import.meta.url), 'utf8');
@@ -52,6 +54,7 @@ export class LaneStore {
    * land above the gap.
    */
   private readonly reported = new Set<number>();
+  private readonly devices: DeviceSignupStore;
 
   constructor(
     private readonly redis: Redis,
@@ -63,6 +66,12 @@ export class LaneStore {
     if (!(redis as unknown as Partial<CommitCommand>).nudgeCommitBatch) {
       redis.defineCommand('nudgeCommitBatch', { lua: COMMIT_BATCH_LUA });
     }
+    this.devices = new DeviceSignupStore(redis, namespace, topic);
+  }
+
+  /** A batch's device sign-ups: written, then the sets its deciding events count read back. */
+  deviceSignups(plan: DevicePlan): Promise<Map<string, number[]>> {
+    return this.devices.apply(plan);
   }
 
   keys(partition: number): LaneKeys {

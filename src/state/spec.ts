@@ -22,6 +22,8 @@ export interface StateSpec {
   traitKeys: string[];
   /** Splits of every metric's counts by channel or a trait (DESIGN §4). */
   breakdowns: BreakdownSpec[];
+  /** Sign-ups per device across users (referral anti-abuse); usually empty. */
+  deviceSignups: DeviceSignupSpec[];
   /** Journeys and the policy gate, compiled; absent or empty = no journeys. */
   rules?: RulesSpec;
   /**
@@ -83,6 +85,21 @@ export interface SumSpec {
   filter: EventFilter;
   windowMs: number;
   bucketMs: number;
+}
+
+/**
+ * A user's first matching event with a device id is their sign-up; the sign-ups of every user
+ * from one device are kept together (device-signups.ts), so a journey condition can count them.
+ */
+export interface DeviceSignupSpec {
+  name: string;
+  filter: EventFilter;
+  /** The window either side of a user's own sign-up in which the device's sign-ups count. */
+  withinMs: number;
+  /** A device's sign-ups are kept this long after its newest one. */
+  keepForMs: number;
+  /** Sign-ups kept per device, the newest. */
+  maxPerDevice: number;
 }
 
 /** Consecutive days (in the user's zone) with at least one matching event. */

@@ -32,6 +32,8 @@ export interface UserState {
   journeys?: JourneyUserState;
   /** Events per local hour of day (24 counts, user's zone): the usual active hour for sends. */
   hours?: number[];
+  /** Per behaviour.deviceSignups name: the user's sign-up device (a hash) and time, the first one only. */
+  signups?: Record<string, [string, number]>;
   /** The latest event ids, newest last: a producer's retry of a recent event is a no-op. */
   recentIds: string[];
 }
@@ -102,10 +104,11 @@ export function decodeUserState(text: string): UserState {
   if (p.bActive !== undefined) s.bActive = p.bActive;
   if (p.hllSeen !== undefined) s.hllSeen = p.hllSeen;
   if (p.hours !== undefined) s.hours = p.hours;
+  if (p.signups !== undefined) s.signups = p.signups;
   if (p.journeys !== undefined) s.journeys = { ...emptyJourneyState(), ...p.journeys };
   for (const key in p) if (!(key in s) && !KNOWN_FIELDS.has(key)) (s as unknown as Record<string, unknown>)[key] = p[key];
   return s;
 }
 
 /** Fields decodeUserState places itself; any other stored field is carried over as it is. */
-const KNOWN_FIELDS: ReadonlySet<string> = new Set(['firstSeen', 'lastSeen', 'reactivatedAt', 'tz', 'stage', 'stageSince', 'active', 'counters', 'sums', 'streaks', 'traits', 'bActive', 'hllSeen', 'journeys', 'hours', 'recentIds']);
+const KNOWN_FIELDS: ReadonlySet<string> = new Set(['firstSeen', 'lastSeen', 'reactivatedAt', 'tz', 'stage', 'stageSince', 'active', 'counters', 'sums', 'streaks', 'traits', 'bActive', 'hllSeen', 'journeys', 'hours', 'signups', 'recentIds']);

@@ -22,6 +22,7 @@ const spec: StateSpec = {
   streaks: [],
   traitKeys: [],
   breakdowns: [],
+  deviceSignups: [],
 };
 const T0 = Date.UTC(2026, 10, 2, 9);
 const ev = (id: string, userId: string, t: number): AppEvent => ({

@@ -60,7 +60,7 @@ const DEFAULTS = {
     breakdowns: [],
   },
   lifecycle: { newForMs: 604_800_000, dormantAfterMs: 1_209_600_000, churnedAfterMs: 2_592_000_000, reactivatedForMs: 604_800_000, sweepIntervalMs: 1_000 },
-  behaviour: { counters: [], sums: [], streaks: [], traits: [] },
+  behaviour: { counters: [], sums: [], streaks: [], traits: [], deviceSignups: [] },
   journeys: [],
   policy: {
     consent: { default: 'granted', channels: {}, events: [] },

@@ -25,6 +25,7 @@ const spec: StateSpec = {
   streaks: [{ name: 'checkin', filter: { names: new Set(['checkin']), props: {} } }],
   traitKeys: ['segment'],
   breakdowns: [],
+  deviceSignups: [],
 };
 
 let n = 0;

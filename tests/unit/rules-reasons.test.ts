@@ -62,6 +62,11 @@ const SKIP_SCENARIOS: Record<string, () => JourneyStepResult[]> = {
     return [u.event(event('x', T0)), u.tick(T0 + DAY + 2 * HOUR)];
   },
   conditions_not_met: () => [one({ conditions: [{ not: false, kind: 'stage', stages: ['dormant'] }] }).event(event('x', T0))],
+  device_signups: () => [
+    new SimUser(rules([journey({ id: 'j', trigger: onX, conditions: [{ not: false, kind: 'deviceSignups', deviceSignups: 'd', withinMs: DAY, atLeast: null, atMost: 1 }] })]), 'u1', {
+      deviceSignups: { d: { at: T0 - HOUR, times: [T0 - 2 * HOUR, T0 - HOUR] } },
+    }).event(event('x', T0)),
+  ],
   reentry_never: () => {
     const u = one({ reEntry: { kind: 'never' } });
     return [u.event(event('x', T0)), u.event(event('x', T0 + DAY))];
