@@ -72,6 +72,7 @@ export function facts(over: Partial<UserFacts> = {}): UserFacts {
     sums: {},
     streaks: {},
     activeHours: null,
+    deviceSignups: {},
     ...over,
   };
 }
