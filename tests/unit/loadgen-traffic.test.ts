@@ -86,6 +86,26 @@ describe('TrafficGenerator', () => {
       expect(Math.max(...perDevice.values())).toBeGreaterThanOrEqual(2);
     });
 
+    it('qualifies about half the referred users for the referral reward, 2 h to 3 days after signing up', () => {
+      // Six days, so every sign-up of the first three has had its three days to qualify.
+      const week = untilArrival(new TrafficGenerator({ ...base, seed: 11, newUserRate: 0.1 }), START + 6 * 24 * HOUR).map((g) => g.event);
+      const regs = new Map<string, (typeof week)[number]>();
+      for (const e of week) if (e.name === 'register' && !regs.has(e.userId)) regs.set(e.userId, e);
+      const qualified = week.filter((e) => e.name === 'referral_qualified');
+      for (const q of qualified) {
+        const reg = regs.get(q.userId);
+        expect(reg?.props.referrer).toBe(q.props.referrer);
+        expect(q.timeMs - reg!.timeMs).toBeGreaterThanOrEqual(2 * HOUR);
+        expect(q.timeMs - reg!.timeMs).toBeLessThan(72 * HOUR);
+      }
+      const due = [...regs.values()].filter((r) => r.props.referrer !== undefined && r.timeMs < START + 3 * 24 * HOUR - HOUR);
+      const done = new Set(qualified.map((q) => q.userId));
+      const share = due.filter((r) => done.has(r.userId)).length / due.length;
+      expect(due.length).toBeGreaterThan(40);
+      expect(share).toBeGreaterThan(0.3);
+      expect(share).toBeLessThan(0.7);
+    });
+
     it('repeats a few deliveries with the same event id, and delivers a few late', () => {
       const seen = new Map<string, number>();
       for (const e of events) seen.set(e.eventId, (seen.get(e.eventId) ?? 0) + 1);

@@ -132,6 +132,10 @@ export class TrafficGenerator {
     const device = farm ? this.rng.pick(FARM_DEVICES) : deviceId(user, this.opts.seed);
     this.emit(user, t, 'register', props, 0, device);
     this.emit(user, t + 20_000, 'login', {}, 0, device);
+    // Half the invitees qualify for the referral reward (a first card use, say) 2 h to 3 days
+    // later; farm sign-ups among them are what the referral journey's device check withholds.
+    const h = hash32(user, this.opts.seed ^ 0x4ef3);
+    if (props.referrer !== undefined && h % 2 === 0) this.emit(user, t + 2 * 3_600_000 + ((h >>> 1) % (70 * 3_600_000)), 'referral_qualified', { referrer: props.referrer });
   }
 
   private emitSession(user: number, start: number): void {
