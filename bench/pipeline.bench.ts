@@ -44,6 +44,7 @@
  *   npm run bench:pipeline -- [--events 300000] [--partitions 4] [--users 50000] [--rate 10000]
  *       [--paced-seconds 20] [--warmup-seconds 3] [--config config/nudge.yaml]
  *       [--rounds 2] [--variants floor,core,drain,naive,journeys,paced] [--profile]
+ *       [--node-flags "--max-semi-space-size=64"]   (given to every measured process)
  * BENCH_EVENTS sets --events; KAFKA_BROKERS / REDIS_URL reuse running services (Redis CPU per
  * event then includes anyone else's load on that server). Prints one table; writes
  * bench/results/pipeline.json. --profile writes V8 CPU profiles of every variant's
@@ -111,6 +112,8 @@ interface Options {
   config: string;
   variants: Set<string>;
   profile: boolean;
+  /** Node/V8 flags for every measured process (e.g. --max-semi-space-size=64), floor included. */
+  nodeFlags: string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,6 +359,7 @@ function parseOptions(argv: string[]): Options {
       config: { type: 'string', default: path.join(REPO, 'config', 'nudge.yaml') },
       variants: { type: 'string', default: 'floor,core,drain,naive,journeys,paced' },
       profile: { type: 'boolean', default: false },
+      'node-flags': { type: 'string', default: '' },
     },
   });
   const num = (name: string, raw: string | undefined, min: number): number => {
@@ -376,6 +380,7 @@ function parseOptions(argv: string[]): Options {
     config: path.resolve(values.config),
     variants: new Set(values.variants.split(',').map((v) => v.trim())),
     profile: values.profile,
+    nodeFlags: values['node-flags'].split(/\s+/).filter((f) => f !== ''),
   };
 }
 
@@ -407,7 +412,7 @@ async function main(): Promise<void> {
   const profileDir = path.join(tmpdir(), `nudge-bench-profiles-${run}`);
   // One directory per variant, files named by Node: tsx's loader thread writes a profile too, and a
   // fixed --cpu-prof-name would let it overwrite the main thread's (the larger file is the main one).
-  const profileArgs = (name: string): string[] => (o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, name)}`] : []);
+  const profileArgs = (name: string): string[] => [...o.nodeFlags, ...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, name)}`] : [])];
   if (o.profile) await mkdir(profileDir, { recursive: true });
 
   const rows: Row[] = [];
