@@ -6,7 +6,7 @@ import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
 import { matches, STATE_BOUNDS, type ActivityMetricSpec, type StateSpec } from './spec.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
 import type { OutboxEntry } from '../touches/outbox-entry.js';
-import { recordSignup, type DeviceSignupTimes } from './device-signups.js';
+import { DeviceSignupView, recordSignup, type DeviceSignupReads } from './device-signups.js';
 import { factsOf, recordActiveHour, runJourneys, type JourneyEffects } from './journey-step.js';
 import type { UserState } from './user-state.js';
 
@@ -122,10 +122,11 @@ export function applyEvents(
   streamTime: number,
   now: number,
   spec: StateSpec,
-  devices?: DeviceSignupTimes,
+  devices?: DeviceSignupReads,
 ): StepResult {
   const result = emptyResult(streamTime);
   const rules = journeysOf(spec);
+  const view = devices === undefined ? undefined : new DeviceSignupView(devices);
   for (const e of events) {
     const owned = result.states.get(e.userId);
     const state = owned ?? loaded.get(e.userId);
@@ -148,12 +149,12 @@ export function applyEvents(
     }
     const before = rules !== null && state !== undefined ? factsOf(state, now, spec) : null;
     // The first event of a user in the batch copies the loaded state; later ones update the copy.
-    const next = applyOne(owned ?? (state === undefined ? undefined : structuredCloneState(state)), e, t, spec, result);
+    const next = applyOne(owned ?? (state === undefined ? undefined : structuredCloneState(state)), e, t, spec, result, view);
     result.states.set(e.userId, next);
     if (rules !== null) {
       recordActiveHour(next, t, spec.reportingTimeZone);
       const applied = t === e.timeMs ? e : { ...e, timeMs: t };
-      mergeJourneys(result, e.userId, runJourneys(rules, e.userId, next, before, applied, now, spec, devices));
+      mergeJourneys(result, e.userId, runJourneys(rules, e.userId, next, before, applied, now, spec, view));
     }
     result.stats.applied++;
   }
@@ -161,7 +162,7 @@ export function applyEvents(
 }
 
 /** Applies one event to `prior`, which the caller owns (it is updated in place). */
-function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: StateSpec, out: StepResult): UserState {
+function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: StateSpec, out: StepResult, view?: DeviceSignupView): UserState {
   const s: UserState =
     prior === undefined
       ? {
@@ -192,7 +193,7 @@ function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: St
   s.recentIds.push(e.eventId);
   if (s.recentIds.length > STATE_BOUNDS.recentEventIds) s.recentIds.splice(0, s.recentIds.length - STATE_BOUNDS.recentEventIds);
   if (e.tz !== '') s.tz = e.tz;
-  if (spec.deviceSignups.length > 0) recordSignup(s, e, t, spec);
+  if (spec.deviceSignups.length > 0) recordSignup(s, e, t, spec, view);
 
   // Traits first: a breakdown by a trait counts the event under the value it sets.
   for (const key of spec.traitKeys) {

@@ -42,8 +42,44 @@ export interface DevicePlan {
   reads: Map<string, { spec: DeviceSignupSpec; device: string }>;
 }
 
-/** Device sets read for a batch: deviceSetId -> sign-up times, ascending. */
-export type DeviceSignupTimes = ReadonlyMap<string, readonly number[]>;
+/**
+ * Device sets read for a batch (deviceSetId -> [user id, sign-up time] by time), and which of
+ * their sign-ups this batch wrote (`signupKey`): those are in Redis already, written before the
+ * batch was decided, but count for an event only once the step has applied them — a sign-up
+ * later in the partition than the deciding event must not count, however the batches were cut.
+ */
+export interface DeviceSignupReads {
+  sets: ReadonlyMap<string, ReadonlyArray<readonly [string, number]>>;
+  written: ReadonlySet<string>;
+}
+
+export function signupKey(set: string, userId: string): string {
+  return `${set}\n${userId}`;
+}
+
+/** The reads as one decide call walks its events: the batch's sign-ups join once applied. */
+export class DeviceSignupView {
+  private readonly applied = new Set<string>();
+
+  constructor(private readonly reads: DeviceSignupReads) {}
+
+  /** The step recorded `userId`'s sign-up on `set`. */
+  apply(set: string, userId: string): void {
+    this.applied.add(signupKey(set, userId));
+  }
+
+  /** Sign-up times on the device as of the event being decided, ascending; undefined = not read. */
+  times(set: string): number[] | undefined {
+    const entries = this.reads.sets.get(set);
+    if (entries === undefined) return undefined;
+    const out: number[] = [];
+    for (const [user, at] of entries) {
+      const key = signupKey(set, user);
+      if (!this.reads.written.has(key) || this.applied.has(key)) out.push(at);
+    }
+    return out;
+  }
+}
 
 /**
  * What a batch needs from the device sets, or null when nothing: walks the events as
@@ -100,13 +136,18 @@ export function planDeviceSignups(
   return writes.length === 0 && reads.size === 0 ? null : { writes, reads };
 }
 
-/** Records `e` as the user's sign-up for each definition it is the first match of (in place). */
-export function recordSignup(s: UserState, e: AppEvent, t: number, spec: StateSpec): void {
+/**
+ * Records `e` as the user's sign-up for each definition it is the first match of (in place),
+ * and tells the batch's view that the sign-up is applied.
+ */
+export function recordSignup(s: UserState, e: AppEvent, t: number, spec: StateSpec, view: DeviceSignupView | undefined): void {
   if (e.deviceId === '') return;
   for (const d of spec.deviceSignups) {
     if (s.signups?.[d.name] !== undefined || !matches(d.filter, e)) continue;
+    const device = deviceHash(e.deviceId);
     // A new object: the loaded state's may be shared with the caller (copy-on-write).
-    s.signups = { ...s.signups, [d.name]: [deviceHash(e.deviceId), t] };
+    s.signups = { ...s.signups, [d.name]: [device, t] };
+    view?.apply(deviceSetId(d.name, device), e.userId);
   }
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import type { DevicePlan } from './device-signups.js';
+import { signupKey, type DevicePlan, type DeviceSignupReads } from './device-signups.js';
 import { deviceSignupsKey } from './keys.js';
 
 const ADD_SIGNUP_LUA = readFileSync(new URL('./add-signup.lua', import.meta.url), 'utf8');
@@ -26,8 +26,8 @@ export class DeviceSignupStore {
     }
   }
 
-  /** Writes the plan's sign-ups and reads its device sets: set id -> sign-up times, ascending. */
-  async apply(plan: DevicePlan): Promise<Map<string, number[]>> {
+  /** Writes the plan's sign-ups and reads its device sets (see DeviceSignupReads). */
+  async apply(plan: DevicePlan): Promise<DeviceSignupReads> {
     const p = this.redis.pipeline();
     const cmd = p as unknown as AddSignupCommand;
     for (const w of plan.writes) cmd.nudgeAddSignup(deviceSignupsKey(this.namespace, this.topic, w.set), w.userId, w.at, w.spec.keepForMs, w.spec.maxPerDevice);
@@ -35,13 +35,13 @@ export class DeviceSignupStore {
     for (const set of sets) p.zrange(deviceSignupsKey(this.namespace, this.topic, set), '0', '-1', 'WITHSCORES');
     const replies = (await p.exec()) ?? [];
     for (const [err] of replies) if (err) throw err;
-    const out = new Map<string, number[]>();
+    const out = new Map<string, Array<[string, number]>>();
     sets.forEach((set, i) => {
       const flat = replies[plan.writes.length + i]?.[1] as string[];
-      const times: number[] = [];
-      for (let k = 1; k < flat.length; k += 2) times.push(Number(flat[k]));
-      out.set(set, times);
+      const entries: Array<[string, number]> = [];
+      for (let k = 1; k < flat.length; k += 2) entries.push([flat[k - 1] as string, Number(flat[k])]);
+      out.set(set, entries);
     });
-    return out;
+    return { sets: out, written: new Set(plan.writes.map((w) => signupKey(w.set, w.userId))) };
   }
 }

@@ -3,7 +3,7 @@ import { decideJourneys } from '../rules/decide-journeys.js';
 import type { JourneyStepResult, TouchDecision } from '../rules/decisions.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
 import type { DeviceSignupFacts, UserFacts } from '../rules/user-facts.js';
-import { deviceSetId, type DeviceSignupTimes } from './device-signups.js';
+import { deviceSetId, type DeviceSignupView } from './device-signups.js';
 import { encodeOutboxEntry, type OutboxEntry } from '../touches/outbox-entry.js';
 import type { TouchJob } from '../touches/touch-job.js';
 import { localHour } from '../time/calendar.js';
@@ -30,7 +30,7 @@ export function factsOf(s: UserState, now: number, spec: StateSpec): UserFacts {
 }
 
 /** The facts as they are now, read during one journey decision only: nothing copied. */
-function currentFacts(s: UserState, now: number, spec: StateSpec, devices: DeviceSignupTimes | undefined): UserFacts {
+function currentFacts(s: UserState, now: number, spec: StateSpec, devices: DeviceSignupView | undefined): UserFacts {
   return new Facts(s, now, spec, false, devices);
 }
 
@@ -41,12 +41,12 @@ function facts(s: UserState, now: number, spec: StateSpec, snapshot: boolean): U
 const NO_DEVICE_SIGNUPS: Readonly<Record<string, DeviceSignupFacts>> = Object.freeze({});
 
 /** The user's sign-ups with their devices' sign-up times, where the lane read them. */
-function deviceSignupFacts(s: UserState, spec: StateSpec, devices: DeviceSignupTimes | undefined): Readonly<Record<string, DeviceSignupFacts>> {
+function deviceSignupFacts(s: UserState, spec: StateSpec, devices: DeviceSignupView | undefined): Readonly<Record<string, DeviceSignupFacts>> {
   if (s.signups === undefined || devices === undefined) return NO_DEVICE_SIGNUPS;
   const out: Record<string, DeviceSignupFacts> = {};
   for (const d of spec.deviceSignups) {
     const own = s.signups[d.name];
-    const times = own !== undefined ? devices.get(deviceSetId(d.name, own[0])) : undefined;
+    const times = own !== undefined ? devices.times(deviceSetId(d.name, own[0])) : undefined;
     if (own !== undefined && times !== undefined) out[d.name] = { at: own[1], times };
   }
   return out;
@@ -72,7 +72,7 @@ class Facts implements UserFacts {
     private readonly now: number,
     private readonly spec: StateSpec,
     snapshot: boolean,
-    devices: DeviceSignupTimes | undefined,
+    devices: DeviceSignupView | undefined,
   ) {
     this.firstSeen = s.firstSeen;
     this.lastSeen = s.lastSeen;
@@ -122,7 +122,7 @@ export function runJourneys(
   event: AppEvent | null,
   now: number,
   spec: StateSpec,
-  devices?: DeviceSignupTimes,
+  devices?: DeviceSignupView,
 ): JourneyEffects {
   const budgets = spec.budgets?.remaining();
   const result = decideJourneys(rules, { userId, now, before, after: currentFacts(s, now, spec, devices), event, state: s.journeys ?? null, ...(budgets !== undefined ? { budgets } : {}) });

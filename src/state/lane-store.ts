@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { laneKeys, lanesKey, type LaneKeys } from './keys.js';
 import { OTHER } from './breakdown.js';
 import { CounterHash, type StepResult } from './decide.js';
-import type { DevicePlan } from './device-signups.js';
+import type { DevicePlan, DeviceSignupReads } from './device-signups.js';
 import { DeviceSignupStore } from './device-store.js';
 import { decodeUserState, encodeUserState, type UserState } from './user-state.js';
 
@@ -70,7 +70,7 @@ export class LaneStore {
   }
 
   /** A batch's device sign-ups: written, then the sets its deciding events count read back. */
-  deviceSignups(plan: DevicePlan): Promise<Map<string, number[]>> {
+  deviceSignups(plan: DevicePlan): Promise<DeviceSignupReads> {
     return this.devices.apply(plan);
   }
 

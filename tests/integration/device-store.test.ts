@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
-import { deviceHash, deviceSetId, type DevicePlan, type SignupWrite } from '../../src/state/device-signups.js';
+import { deviceHash, deviceSetId, signupKey, type DevicePlan, type SignupWrite } from '../../src/state/device-signups.js';
 import { DeviceSignupStore } from '../../src/state/device-store.js';
 import { deviceSignupsKey } from '../../src/state/keys.js';
 import type { DeviceSignupSpec } from '../../src/state/spec.js';
@@ -32,9 +32,11 @@ const plan = (writes: SignupWrite[], read = true): DevicePlan => ({ writes, read
 describe('DeviceSignupStore against a real Redis', () => {
   it('counts a sign-up written in the same call, keeps a user\'s first sign-up, and a re-run adds nothing', async () => {
     const store = new DeviceSignupStore(redis, namespace, 'events');
-    expect(await store.apply(plan([write('a', T0), write('b', T0 + HOUR)]))).toEqual(new Map([[set, [T0, T0 + HOUR]]]));
+    const first = await store.apply(plan([write('a', T0), write('b', T0 + HOUR)]));
+    expect(first.sets).toEqual(new Map([[set, [['a', T0], ['b', T0 + HOUR]]]]));
+    expect(first.written).toEqual(new Set([signupKey(set, 'a'), signupKey(set, 'b')]));
     // The same batch again (a crash before its commit) and a later sign-up of a on this device.
-    expect(await store.apply(plan([write('a', T0), write('b', T0 + HOUR), write('a', T0 + 2 * HOUR)]))).toEqual(new Map([[set, [T0, T0 + HOUR]]]));
+    expect((await store.apply(plan([write('a', T0), write('b', T0 + HOUR), write('a', T0 + 2 * HOUR)]))).sets).toEqual(new Map([[set, [['a', T0], ['b', T0 + HOUR]]]]));
     expect(await redis.zscore(key, 'a')).toBe(String(T0));
   });
 
@@ -44,7 +46,7 @@ describe('DeviceSignupStore against a real Redis', () => {
     expect(await redis.zrange(key, '0', '-1')).toEqual(['late']); // a and b were more than 10 days older
     const many = Array.from({ length: 15 }, (_, i) => write(`u${i}`, T0 + 11 * DAY + (i + 1) * 1000));
     const read = await store.apply(plan(many));
-    expect(read.get(set)).toEqual(many.slice(5).map((w) => w.at));
+    expect(read.sets.get(set)).toEqual(many.slice(5).map((w) => [w.userId, w.at]));
     const ttl = await redis.pttl(key);
     expect(ttl).toBeGreaterThan(10 * DAY - 60_000);
     expect(ttl).toBeLessThanOrEqual(10 * DAY);
@@ -56,6 +58,6 @@ describe('DeviceSignupStore against a real Redis', () => {
   it('reads an unknown device as no sign-ups', async () => {
     const store = new DeviceSignupStore(redis, namespace, 'events');
     const other = deviceSetId('signups', deviceHash('never-seen'));
-    expect(await store.apply({ writes: [], reads: new Map([[other, { spec, device: deviceHash('never-seen') }]]) })).toEqual(new Map([[other, []]]));
+    expect((await store.apply({ writes: [], reads: new Map([[other, { spec, device: deviceHash('never-seen') }]]) })).sets).toEqual(new Map([[other, []]]));
   });
 });

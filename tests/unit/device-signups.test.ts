@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { NudgeError } from '../../src/errors.js';
 import { compileStateSpec } from '../../src/engine/state-spec.js';
 import { applyEvents } from '../../src/state/decide.js';
-import { deviceHash, deviceSetId, planDeviceSignups } from '../../src/state/device-signups.js';
+import { deviceHash, deviceSetId, planDeviceSignups, signupKey, type DeviceSignupReads } from '../../src/state/device-signups.js';
 import type { StateSpec } from '../../src/state/spec.js';
 import type { UserState } from '../../src/state/user-state.js';
 import { Random } from '../../src/tools/loadgen/random.js';
@@ -135,10 +135,16 @@ describe('planDeviceSignups agrees with the state step', () => {
 describe('the deviceSignups condition in the state step', () => {
   const device = deviceSetId('signups_24h', deviceHash('farm'));
 
+  /** The device's sign-ups as the lane read them from Redis (none written by this batch). */
+  const reads = (times: number[], written: string[] = []): DeviceSignupReads => ({
+    sets: new Map([[device, times.map((t, i) => [`x${i}`, t] as const)]]),
+    written: new Set(written.map((u) => signupKey(device, u))),
+  });
+
   /** Decides user `u`'s qualification with the device's sign-up times as the lane read them. */
   function decide(signupAt: number, qualifyAt: number, deviceTimes: number[]) {
     const prior = applyEvents([ev('u', 'register', signupAt, 'farm')], new Map(), 0, NOW, spec).states.get('u')!;
-    const r = applyEvents([ev('u', 'referral_qualified', qualifyAt)], new Map([['u', prior]]), qualifyAt, NOW, spec, new Map([[device, deviceTimes]]));
+    const r = applyEvents([ev('u', 'referral_qualified', qualifyAt)], new Map([['u', prior]]), qualifyAt, NOW, spec, reads(deviceTimes));
     const skips = r.counters.get('j:referral');
     return { sent: r.outbox.length, withheld: skips?.get('skipped:device_signups') ?? 0 };
   }
@@ -154,8 +160,22 @@ describe('the deviceSignups condition in the state step', () => {
   });
 
   it('counts 0 for a user whose sign-up was never seen: rewarded', () => {
-    const r = applyEvents([ev('v', 'referral_qualified', NOW)], new Map(), NOW, NOW, spec, new Map([[device, [NOW, NOW, NOW, NOW]]]));
+    const r = applyEvents([ev('v', 'referral_qualified', NOW)], new Map(), NOW, NOW, spec, reads([NOW, NOW, NOW, NOW]));
     expect(r.outbox).toHaveLength(1);
+  });
+
+  it('counts a sign-up this batch wrote only once the step applied it: one later in the partition does not count', () => {
+    // x0 signed up in an earlier batch; u, then the qualification, then x1 and x2 in this one.
+    // The lane wrote u, x1 and x2 to Redis before deciding, so the read holds all four.
+    const sets = new Map([[device, [['x0', s - HOUR], ['u', s], ['x1', s + HOUR], ['x2', s + 2 * HOUR]] as const]]);
+    const written = new Set(['u', 'x1', 'x2'].map((u) => signupKey(device, u)));
+    const batch = [ev('u', 'register', s, 'farm'), ev('u', 'referral_qualified', s + 3 * HOUR), ev('x1', 'register', s + HOUR, 'farm'), ev('x2', 'register', s + 2 * HOUR, 'farm')];
+    const later = applyEvents(batch, new Map(), 0, NOW, spec, { sets, written });
+    expect(later.outbox).toHaveLength(1); // x0 and u: 2
+    // The same sign-ups before the qualification in the partition: 4 > 2, withheld.
+    const before = applyEvents([batch[0]!, batch[2]!, batch[3]!, batch[1]!], new Map(), 0, NOW, spec, { sets, written });
+    expect(before.outbox).toHaveLength(0);
+    expect(before.counters.get('j:referral')?.get('skipped:device_signups')).toBe(1);
   });
 
   it('records the first sign-up only: a second one on another device changes nothing', () => {
