@@ -44,7 +44,7 @@
  *   npm run bench:pipeline -- [--events 300000] [--partitions 4] [--users 50000] [--rate 10000]
  *       [--paced-seconds 20] [--warmup-seconds 3] [--config config/nudge.yaml]
  *       [--rounds 2] [--variants floor,core,drain,naive,journeys,paced] [--profile]
- *       [--node-flags "--max-semi-space-size=64"]   (given to every measured process)
+ *       [--node-flags=--max-semi-space-size=64]   (given to every measured process; note the =)
  * BENCH_EVENTS sets --events; KAFKA_BROKERS / REDIS_URL reuse running services (Redis CPU per
  * event then includes anyone else's load on that server). Prints one table; writes
  * bench/results/pipeline.json. --profile writes V8 CPU profiles of every variant's
