@@ -146,8 +146,13 @@ describe('send-time re-check through the engine to a webhook', () => {
     const finished = async () => (await queue.getJobs(['completed', 'failed'])).filter((j) => ids.has(String((j.data as { triggerEventId: string }).triggerEventId)));
     const stats = async () => (await (await fetch(`${engine.opsUrl}/v1/journeys/reward/stats`)).json()) as { decisions: Record<string, number>; reasons: Record<string, number>; cost: number; costDecided: number };
     const deadline = Date.now() + 30_000;
-    // Every claim's decision is counted and every decided job has run.
-    while ((await finished()).length < ((await stats()).decisions.send ?? 0) || Object.values((await stats()).reasons).reduce((a, b) => a + b, 0) < 3) {
+    // Every claim's decision is counted and every decided job has run. One stats read per pass:
+    // two reads could straddle the decisions' commit (send 0 in the first, 3 reasons in the second)
+    // and end the wait before any job ran.
+    for (;;) {
+      const done = (await finished()).length;
+      const s = await stats();
+      if (done >= (s.decisions.send ?? 0) && Object.values(s.reasons).reduce((a, b) => a + b, 0) >= 3) break;
       if (Date.now() > deadline) throw new Error(`reward jobs not finished within 30 s: ${JSON.stringify(await stats())}`);
       await new Promise((r) => setTimeout(r, 100));
     }
