@@ -1,4 +1,5 @@
 import { Subject, concatMap, groupBy, mergeMap, from, type Subscription } from 'rxjs';
+import type { AppEvent } from '../contract/event.js';
 import type { EventLimits } from '../contract/validate.js';
 import { ErrorCodes } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -300,10 +301,11 @@ export class Lanes {
     const userIds = [...new Set(events.map((e) => e.userId))];
     const loaded = await this.loadUsers(lane, userIds);
     if (!loaded) return;
-    // Sign-ups per device (referral checks), only in batches with a sign-up or a deciding event.
-    const plan = planDeviceSignups(events, loaded, lane.streamTime, now, this.o.spec);
-    const devices = plan === null ? undefined : await this.retry('devices', lane, () => this.o.store.deviceSignups(plan));
-    if (devices === null) return;
+    // Sign-ups per device (referral checks): read only for batches with a deciding event.
+    const plan = planDeviceSignups(events, loaded, this.o.spec);
+    const sets = plan === null ? undefined : await this.retry('devices', lane, () => this.o.store.readDeviceSignups(plan));
+    if (sets === null) return;
+    const devices = sets === undefined ? undefined : { sets, partition: lane.partition, fence: lane.fenceOffset };
     const decide = this.o.decide ?? applyEvents;
     // A valid event the step throws on (a bug, or data it does not handle) becomes a dead letter
     // and the rest of the batch is applied. Without isolation the whole batch was dropped with
@@ -327,6 +329,7 @@ export class Lanes {
       if (!sent) return;
       for (const d of dead) metrics.eventsInvalid.inc({ code: d.code });
     }
+    if (result.signups.length > 0 && !(await this.writeSignups(lane, result, events, sources))) return;
     const committed = await this.commit(lane, first, last, result);
     if (!committed) return;
     metrics.batchSize.observe(messages.length);
@@ -359,6 +362,17 @@ export class Lanes {
     }
     result.streamTime = lane.streamTime;
     if (await this.commit(lane, -1, -1, result)) this.o.metrics.timersFired.inc(result.stats.timersFired);
+  }
+
+  /**
+   * The sign-ups the step recorded, to their devices' sets, before the commit: a crash in
+   * between writes the same members again. Only the step's own (a poisoned event's is not).
+   */
+  private async writeSignups(lane: Lane, result: StepResult, events: readonly AppEvent[], sources: readonly RawMessage[]): Promise<boolean> {
+    const offsets = new Map<string, number>();
+    for (let i = events.length - 1; i >= 0; i--) offsets.set((events[i] as AppEvent).eventId, (sources[i] as RawMessage).offset);
+    const writes = result.signups.map((s) => ({ ...s, partition: lane.partition, offset: offsets.get(s.eventId) as number }));
+    return (await this.retry('devices', lane, () => this.o.store.writeDeviceSignups(writes).then(() => true))) === true;
   }
 
   /** The users' states: from the lane's cache where it holds them, the rest in one MGET. */

@@ -1,7 +1,7 @@
--- Adds one user's sign-up to a device's sign-ups (a sorted set: user id -> sign-up time) and
--- keeps the set bounded. NX: a user's first sign-up stays, and a re-run batch adds nothing.
+-- Adds one sign-up to a device's sign-ups (a sorted set: "partition:offset:user" -> sign-up
+-- time) and keeps the set bounded. NX: a re-run of the batch adds nothing.
 -- KEYS[1]  the device's sorted set (keys.ts: deviceSignupsKey)
--- ARGV[1]  user id
+-- ARGV[1]  member (device-signups.ts: signupMember)
 -- ARGV[2]  sign-up time (ms)
 -- ARGV[3]  keepForMs: sign-ups older than the newest by more than this are dropped; also the TTL
 -- ARGV[4]  maxPerDevice: the newest this many are kept

@@ -6,7 +6,7 @@ import { nextTransitionAt, stageAt, type Stage } from './lifecycle.js';
 import { matches, STATE_BOUNDS, type ActivityMetricSpec, type StateSpec } from './spec.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
 import type { OutboxEntry } from '../touches/outbox-entry.js';
-import { DeviceSignupView, recordSignup, type DeviceSignupReads } from './device-signups.js';
+import { DeviceSignupView, recordSignup, type DeviceSignupReads, type NewSignup } from './device-signups.js';
 import { factsOf, recordActiveHour, runJourneys, type JourneyEffects } from './journey-step.js';
 import type { UserState } from './user-state.js';
 
@@ -51,6 +51,8 @@ export interface StepResult {
   hll: Map<string, HllAdd>;
   /** Touches decided, as outbox entries (touch id, job JSON): committed with the state. */
   outbox: OutboxEntry[];
+  /** Sign-ups recorded in users' states, for their device sets (written before the commit). */
+  signups: NewSignup[];
   /** Next timer due time per user; null removes the user's timer. */
   timers: Map<string, number | null>;
   transitions: Transition[];
@@ -114,7 +116,7 @@ function bump(counters: CounterDeltas, hash: string, field: string | number, del
 /**
  * Applies a lane's batch of events (in offset order) to the users' states.
  * `states` holds the loaded state of every user in the batch (undefined = never seen);
- * `devices` the device sign-up sets planDeviceSignups asked for, read after its writes.
+ * `devices` the device sign-up sets planDeviceSignups asked for (device-signups.ts).
  */
 export function applyEvents(
   events: readonly AppEvent[],
@@ -193,7 +195,7 @@ function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: St
   s.recentIds.push(e.eventId);
   if (s.recentIds.length > STATE_BOUNDS.recentEventIds) s.recentIds.splice(0, s.recentIds.length - STATE_BOUNDS.recentEventIds);
   if (e.tz !== '') s.tz = e.tz;
-  if (spec.deviceSignups.length > 0) recordSignup(s, e, t, spec, view);
+  if (spec.deviceSignups.length > 0) recordSignup(s, e, t, spec, view, out.signups);
 
   // Traits first: a breakdown by a trait counts the event under the value it sets.
   for (const key of spec.traitKeys) {
@@ -330,6 +332,7 @@ function emptyResult(streamTime: number): StepResult {
     counters: new Map(),
     hll: new Map(),
     outbox: [],
+    signups: [],
     timers: new Map(),
     transitions: [],
     streamTime,

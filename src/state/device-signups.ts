@@ -6,17 +6,26 @@ import type { UserState } from './user-state.js';
 /**
  * Sign-ups per device, across users (referral anti-abuse, DOMAIN: "many sign-ups from one
  * device in a short time must be caught"). One device's users live on different partitions,
- * so no lane's atomic commit can count them: each device has its own sorted set (user id ->
- * sign-up time) outside the lanes, written before the batch's state is decided (ZADD NX of a
- * user's first sign-up, so a re-run of the batch after a crash adds nothing new) and read for
- * the users whose events can trigger a journey with a `deviceSignups` condition.
+ * so no lane's atomic commit can count them: each device has its own sorted set outside the
+ * lanes, one member per sign-up naming where it was applied (partition, offset, user), scored
+ * by its time.
  *
- * The count is exact for sign-ups applied before the deciding event, whichever lane applied
- * them. A lane far ahead of another (a cold replay of a backlog) can decide before the other
- * lane applied a sign-up of the same device in the window: that sign-up is then not counted.
+ * A batch with an event that can trigger a journey with a `deviceSignups` condition reads the
+ * sets of those users' devices before it is decided; the step then counts, for each event:
+ * - sign-ups applied by other lanes (whatever their progress; see docs/config.md);
+ * - sign-ups of this lane at or below its fence (committed before this batch);
+ * - sign-ups this batch applied before the event, from its own walk (DeviceSignupView).
+ * Entries of this lane above its fence (written by an attempt that crashed, was fenced off or
+ * was cut differently) are left out: the walk re-applies those before the event, and one
+ * after it never counts, however the batches were cut. After the step, the sign-ups it
+ * recorded (not those of poisoned events) are written, before the batch's commit: a crash in
+ * between writes the same members again (ZADD NX).
  */
 
-/** A device in keys and stored state: a hash, so no device identifier is stored or logged. */
+/**
+ * A device in keys and stored state: a SHA-256 hash. Pseudonymous, not anonymous: a device id
+ * with little entropy (an IMEI) can be found again by hashing candidates (docs/security.md).
+ */
 export function deviceHash(deviceId: string): string {
   return createHash('sha256').update(deviceId).digest('hex').slice(0, 32);
 }
@@ -26,128 +35,119 @@ export function deviceSetId(definition: string, hash: string): string {
   return `${definition}/${hash}`;
 }
 
-export interface SignupWrite {
-  /** deviceSetId of the device. */
-  set: string;
-  spec: DeviceSignupSpec;
-  device: string;
+/** One sign-up as stored: where it was applied, so a lane can tell its own uncommitted ones. */
+export interface StoredSignup {
+  partition: number;
+  offset: number;
   userId: string;
   at: number;
 }
 
-export interface DevicePlan {
-  /** Sign-ups to add before deciding (first per user and definition; nothing recorded yet). */
-  writes: SignupWrite[];
-  /** Device sets to read: of users whose events can trigger a journey counting them. */
-  reads: Map<string, { spec: DeviceSignupSpec; device: string }>;
+export function signupMember(s: Omit<StoredSignup, 'at'>): string {
+  return `${s.partition}:${s.offset}:${s.userId}`;
+}
+
+export function parseSignupMember(member: string, at: number): StoredSignup {
+  const a = member.indexOf(':');
+  const b = member.indexOf(':', a + 1);
+  return { partition: Number(member.slice(0, a)), offset: Number(member.slice(a + 1, b)), userId: member.slice(b + 1), at };
+}
+
+/** The device sets a batch reads, with the time range its deciding users' windows cover. */
+export type DevicePlan = Map<string, { from: number; to: number }>;
+
+/** A sign-up the step recorded in a user's state: written to its device set after the step. */
+export interface NewSignup {
+  set: string;
+  spec: DeviceSignupSpec;
+  userId: string;
+  at: number;
+  /** The sign-up event, to find its offset (the step sees events, not offsets). */
+  eventId: string;
+}
+
+/** The device sets read for a batch, and the lane that reads them (see the module comment). */
+export interface DeviceSignupReads {
+  sets: ReadonlyMap<string, readonly StoredSignup[]>;
+  partition: number;
+  /** The lane's fence when the batch was read: its sign-ups at or below it are committed. */
+  fence: number;
 }
 
 /**
- * Device sets read for a batch (deviceSetId -> [user id, sign-up time] by time), and which of
- * their sign-ups this batch wrote (`signupKey`): those are in Redis already, written before the
- * batch was decided, but count for an event only once the step has applied them — a sign-up
- * later in the partition than the deciding event must not count, however the batches were cut.
+ * The device sets a batch must read, or null: those of the users whose events can trigger a
+ * journey counting them (their recorded sign-up's window, or the whole set for a sign-up in
+ * this batch). Reading a set too many costs a little; reading one too few would count 0.
  */
-export interface DeviceSignupReads {
-  sets: ReadonlyMap<string, ReadonlyArray<readonly [string, number]>>;
-  written: ReadonlySet<string>;
+export function planDeviceSignups(events: readonly AppEvent[], loaded: ReadonlyMap<string, UserState | undefined>, spec: StateSpec): DevicePlan | null {
+  if (spec.deviceSignups.length === 0) return null;
+  const triggers = triggerNames(spec);
+  let deciders: Set<string> | null = null;
+  for (const e of events) if (triggers.has(e.name)) (deciders ??= new Set()).add(e.userId);
+  if (deciders === null) return null;
+  const plan: DevicePlan = new Map();
+  const want = (set: string, from: number, to: number) => {
+    const r = plan.get(set);
+    plan.set(set, r === undefined ? { from, to } : { from: Math.min(r.from, from), to: Math.max(r.to, to) });
+  };
+  for (const d of spec.deviceSignups) {
+    for (const userId of deciders) {
+      const own = loaded.get(userId)?.signups?.[d.name];
+      if (own !== undefined) want(deviceSetId(d.name, own[0]), own[1] - d.withinMs, own[1] + d.withinMs);
+    }
+    for (const e of events) {
+      if (!deciders.has(e.userId) || e.deviceId === '' || loaded.get(e.userId)?.signups?.[d.name] !== undefined || !matches(d.filter, e)) continue;
+      want(deviceSetId(d.name, deviceHash(e.deviceId)), Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY);
+    }
+  }
+  return plan.size === 0 ? null : plan;
 }
 
-export function signupKey(set: string, userId: string): string {
-  return `${set}\n${userId}`;
-}
-
-/** The reads as one decide call walks its events: the batch's sign-ups join once applied. */
+/** The reads as one decide call walks its events: its own sign-ups join once applied. */
 export class DeviceSignupView {
-  private readonly applied = new Set<string>();
+  private readonly applied = new Map<string, Array<[string, number]>>();
 
   constructor(private readonly reads: DeviceSignupReads) {}
 
-  /** The step recorded `userId`'s sign-up on `set`. */
-  apply(set: string, userId: string): void {
-    this.applied.add(signupKey(set, userId));
+  /** The step recorded `userId`'s sign-up at `at` on `set`. */
+  apply(set: string, userId: string, at: number): void {
+    let list = this.applied.get(set);
+    if (list === undefined) this.applied.set(set, (list = []));
+    list.push([userId, at]);
   }
 
   /** Sign-up times on the device as of the event being decided, ascending; undefined = not read. */
   times(set: string): number[] | undefined {
-    const entries = this.reads.sets.get(set);
-    if (entries === undefined) return undefined;
+    const stored = this.reads.sets.get(set);
+    if (stored === undefined) return undefined;
+    const users = new Set<string>();
     const out: number[] = [];
-    for (const [user, at] of entries) {
-      const key = signupKey(set, user);
-      if (!this.reads.written.has(key) || this.applied.has(key)) out.push(at);
+    for (const s of stored) {
+      if (s.partition === this.reads.partition && s.offset > this.reads.fence) continue;
+      if (!users.has(s.userId)) out.push(s.at);
+      users.add(s.userId);
     }
-    return out;
+    for (const [userId, at] of this.applied.get(set) ?? []) {
+      if (!users.has(userId)) out.push(at);
+      users.add(userId);
+    }
+    return out.sort((a, b) => a - b);
   }
-}
-
-/**
- * What a batch needs from the device sets, or null when nothing: walks the events as
- * `applyEvents` will (duplicates of recent ids and events later than allowedLatenessMs change
- * nothing; future times are clamped), so a sign-up is written exactly when the step records it
- * in the user's state (tests/unit/device-signups.test.ts checks the two agree).
- */
-export function planDeviceSignups(
-  events: readonly AppEvent[],
-  loaded: ReadonlyMap<string, UserState | undefined>,
-  streamTime: number,
-  now: number,
-  spec: StateSpec,
-): DevicePlan | null {
-  if (spec.deviceSignups.length === 0) return null;
-  const triggers = triggerNames(spec);
-  // Most batches hold neither a sign-up nor a deciding event: no walk, no allocation for them
-  // (the full walk below on every batch was 1.3% of the engine's CPU at 10,000 events/s).
-  if (!events.some((e) => triggers.has(e.name) || (e.deviceId !== '' && spec.deviceSignups.some((d) => matches(d.filter, e))))) return null;
-  const writes: SignupWrite[] = [];
-  const reads: DevicePlan['reads'] = new Map();
-  // Per user: sign-ups taken in this batch (definition -> set id), and the batch's event ids.
-  const taken = new Map<string, Map<string, string>>();
-  const seenIds = new Map<string, Set<string>>();
-  let stream = streamTime;
-  for (const e of events) {
-    const state = loaded.get(e.userId);
-    let ids = seenIds.get(e.userId);
-    if (ids === undefined) seenIds.set(e.userId, (ids = new Set()));
-    if (ids.has(e.eventId) || (state !== undefined && state.recentIds.includes(e.eventId))) continue;
-    ids.add(e.eventId);
-    if (e.timeMs < stream - spec.allowedLatenessMs) continue;
-    let t = e.timeMs;
-    if (t > now + spec.maxFutureSkewMs) t = now;
-    else if (t > stream) stream = t;
-
-    let mine = taken.get(e.userId);
-    for (const d of spec.deviceSignups) {
-      if (e.deviceId === '' || state?.signups?.[d.name] !== undefined || mine?.has(d.name) || !matches(d.filter, e)) continue;
-      const device = deviceHash(e.deviceId);
-      const set = deviceSetId(d.name, device);
-      if (mine === undefined) taken.set(e.userId, (mine = new Map()));
-      mine.set(d.name, set);
-      writes.push({ set, spec: d, device, userId: e.userId, at: t });
-    }
-    if (triggers.has(e.name)) {
-      for (const d of spec.deviceSignups) {
-        const recorded = state?.signups?.[d.name];
-        const set = recorded !== undefined ? deviceSetId(d.name, recorded[0]) : mine?.get(d.name);
-        if (set !== undefined && !reads.has(set)) reads.set(set, { spec: d, device: set.slice(d.name.length + 1) });
-      }
-    }
-  }
-  return writes.length === 0 && reads.size === 0 ? null : { writes, reads };
 }
 
 /**
  * Records `e` as the user's sign-up for each definition it is the first match of (in place),
- * and tells the batch's view that the sign-up is applied.
+ * tells the batch's view, and lists it to be written after the step.
  */
-export function recordSignup(s: UserState, e: AppEvent, t: number, spec: StateSpec, view: DeviceSignupView | undefined): void {
+export function recordSignup(s: UserState, e: AppEvent, t: number, spec: StateSpec, view: DeviceSignupView | undefined, out: NewSignup[]): void {
   if (e.deviceId === '') return;
   for (const d of spec.deviceSignups) {
     if (s.signups?.[d.name] !== undefined || !matches(d.filter, e)) continue;
-    const device = deviceHash(e.deviceId);
+    const set = deviceSetId(d.name, deviceHash(e.deviceId));
     // A new object: the loaded state's may be shared with the caller (copy-on-write).
-    s.signups = { ...s.signups, [d.name]: [device, t] };
-    view?.apply(deviceSetId(d.name, device), e.userId);
+    s.signups = { ...s.signups, [d.name]: [set.slice(d.name.length + 1), t] };
+    view?.apply(set, e.userId, t);
+    out.push({ set, spec: d, userId: e.userId, at: t, eventId: e.eventId });
   }
 }
 

@@ -1,19 +1,24 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { signupKey, type DevicePlan, type DeviceSignupReads } from './device-signups.js';
+import { parseSignupMember, signupMember, type DevicePlan, type NewSignup, type StoredSignup } from './device-signups.js';
 import { deviceSignupsKey } from './keys.js';
 
 const ADD_SIGNUP_LUA = readFileSync(new URL('./add-signup.lua', import.meta.url), 'utf8');
 
 interface AddSignupCommand {
-  nudgeAddSignup(key: string, userId: string, at: number, keepForMs: number, maxPerDevice: number): unknown;
+  nudgeAddSignup(key: string, member: string, at: number, keepForMs: number, maxPerDevice: number): unknown;
+}
+
+/** A recorded sign-up with where it was applied: what the lane writes after its step. */
+export interface SignupWrite extends NewSignup {
+  partition: number;
+  offset: number;
 }
 
 /**
- * The Redis edge of device sign-ups (device-signups.ts): one pipeline per batch that needs it,
- * the batch's new sign-ups first, then the device sets the batch's deciding events read, so a
- * sign-up in the same batch is counted. Each device set is its own key (its own Cluster slot):
- * a user's sign-up is written by the user's lane, and a device's users are on many lanes.
+ * The Redis edge of device sign-ups (device-signups.ts): the sets a batch reads before its step,
+ * and the sign-ups it recorded, written after. Each device set is one key; a batch's reads and
+ * writes go in one pipeline each (a standalone Redis; on a Cluster they would go per key).
  */
 export class DeviceSignupStore {
   constructor(
@@ -26,22 +31,44 @@ export class DeviceSignupStore {
     }
   }
 
-  /** Writes the plan's sign-ups and reads its device sets (see DeviceSignupReads). */
-  async apply(plan: DevicePlan): Promise<DeviceSignupReads> {
+  /** The plan's device sets, each within its time range, by time. */
+  async read(plan: DevicePlan): Promise<Map<string, StoredSignup[]>> {
     const p = this.redis.pipeline();
-    const cmd = p as unknown as AddSignupCommand;
-    for (const w of plan.writes) cmd.nudgeAddSignup(deviceSignupsKey(this.namespace, this.topic, w.set), w.userId, w.at, w.spec.keepForMs, w.spec.maxPerDevice);
-    const sets = [...plan.reads.keys()];
-    for (const set of sets) p.zrange(deviceSignupsKey(this.namespace, this.topic, set), '0', '-1', 'WITHSCORES');
-    const replies = (await p.exec()) ?? [];
-    for (const [err] of replies) if (err) throw err;
-    const out = new Map<string, Array<[string, number]>>();
+    const sets = [...plan.keys()];
+    for (const set of sets) {
+      const { from, to } = plan.get(set)!;
+      p.zrangebyscore(this.key(set), bound(from), bound(to), 'WITHSCORES');
+    }
+    const replies = await exec(p);
+    const out = new Map<string, StoredSignup[]>();
     sets.forEach((set, i) => {
-      const flat = replies[plan.writes.length + i]?.[1] as string[];
-      const entries: Array<[string, number]> = [];
-      for (let k = 1; k < flat.length; k += 2) entries.push([flat[k - 1] as string, Number(flat[k])]);
+      const flat = replies[i] as string[];
+      const entries: StoredSignup[] = [];
+      for (let k = 1; k < flat.length; k += 2) entries.push(parseSignupMember(flat[k - 1] as string, Number(flat[k])));
       out.set(set, entries);
     });
-    return { sets: out, written: new Set(plan.writes.map((w) => signupKey(w.set, w.userId))) };
+    return out;
   }
+
+  /** Adds the sign-ups (NX: a re-run adds nothing) and keeps each set bounded. */
+  async write(signups: readonly SignupWrite[]): Promise<void> {
+    const p = this.redis.pipeline();
+    const cmd = p as unknown as AddSignupCommand;
+    for (const s of signups) cmd.nudgeAddSignup(this.key(s.set), signupMember(s), s.at, s.spec.keepForMs, s.spec.maxPerDevice);
+    await exec(p);
+  }
+
+  private key(set: string): string {
+    return deviceSignupsKey(this.namespace, this.topic, set);
+  }
+}
+
+function bound(x: number): string {
+  return x === Number.NEGATIVE_INFINITY ? '-inf' : x === Number.POSITIVE_INFINITY ? '+inf' : String(x);
+}
+
+async function exec(p: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+  const replies = (await p.exec()) ?? [];
+  for (const [err] of replies) if (err) throw err;
+  return replies.map(([, v]) => v);
 }

@@ -3,8 +3,8 @@ import type { Redis } from 'ioredis';
 import { laneKeys, lanesKey, type LaneKeys } from './keys.js';
 import { OTHER } from './breakdown.js';
 import { CounterHash, type StepResult } from './decide.js';
-import type { DevicePlan, DeviceSignupReads } from './device-signups.js';
-import { DeviceSignupStore } from './device-store.js';
+import type { DevicePlan, StoredSignup } from './device-signups.js';
+import { DeviceSignupStore, type SignupWrite } from './device-store.js';
 import { decodeUserState, encodeUserState, type UserState } from './user-state.js';
 
 const COMMIT_BATCH_LUA = readFileSync(new URL('./commit-batch.lua', import.meta.url), 'utf8');
@@ -69,9 +69,14 @@ export class LaneStore {
     this.devices = new DeviceSignupStore(redis, namespace, topic);
   }
 
-  /** A batch's device sign-ups: written, then the sets its deciding events count read back. */
-  deviceSignups(plan: DevicePlan): Promise<DeviceSignupReads> {
-    return this.devices.apply(plan);
+  /** The device sign-up sets a batch's deciding events count (device-signups.ts). */
+  readDeviceSignups(plan: DevicePlan): Promise<Map<string, StoredSignup[]>> {
+    return this.devices.read(plan);
+  }
+
+  /** The sign-ups a batch's step recorded, before its commit. */
+  writeDeviceSignups(signups: readonly SignupWrite[]): Promise<void> {
+    return this.devices.write(signups);
   }
 
   keys(partition: number): LaneKeys {

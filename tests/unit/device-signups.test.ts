@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { NudgeError } from '../../src/errors.js';
 import { compileStateSpec } from '../../src/engine/state-spec.js';
 import { applyEvents } from '../../src/state/decide.js';
-import { deviceHash, deviceSetId, planDeviceSignups, signupKey, type DeviceSignupReads } from '../../src/state/device-signups.js';
+import { deviceHash, deviceSetId, planDeviceSignups, type DeviceSignupReads, type StoredSignup } from '../../src/state/device-signups.js';
 import type { StateSpec } from '../../src/state/spec.js';
 import type { UserState } from '../../src/state/user-state.js';
 import { Random } from '../../src/tools/loadgen/random.js';
@@ -72,40 +72,78 @@ function ev(userId: string, name: string, timeMs: number, deviceId = ''): AppEve
   return { eventId: `e${seq++}`, userId, name, timeMs, channel: 'app', props: {}, value: 0, tz: 'UTC', deviceId, sentMs: 0 };
 }
 
-describe('planDeviceSignups agrees with the state step', () => {
-  it('writes exactly the sign-ups applyEvents records, with duplicates, late, future and device-less events', () => {
-    const rng = new Random(7);
-    for (let round = 0; round < 300; round++) {
-      const loaded = new Map<string, UserState | undefined>();
-      const streamTime = NOW - 3 * HOUR;
-      const events: AppEvent[] = [];
-      for (let i = 0; i < 40; i++) {
-        const user = `u${rng.int(8)}`;
-        const name = rng.pick(['register', 'register', 'login', 'referral_qualified']);
-        // Late (beyond 2h behind stream time), in time, and beyond the future skew.
-        const t = rng.pick([NOW - 6 * HOUR, NOW - 2 * HOUR, NOW - HOUR + rng.int(HOUR), NOW + DAY]);
-        const device = rng.chance(0.2) ? '' : `dev-${rng.int(3)}`;
-        const e = ev(user, name, t, device);
-        events.push(e);
-        if (rng.chance(0.1)) events.push({ ...e }); // a producer retry: same id
-      }
-      // Some users were seen before, some already with a sign-up, some with these ids applied.
-      for (let u = 0; u < 8; u += 2) {
-        const prior = applyEvents([ev(`u${u}`, 'login', NOW - 5 * HOUR)], new Map(), 0, NOW, spec).states.get(`u${u}`)!;
-        if (u % 4 === 0) prior.signups = { signups_24h: [deviceHash('dev-old'), NOW - 5 * HOUR] };
-        prior.recentIds.push(events[u]!.eventId);
-        loaded.set(`u${u}`, prior);
-      }
+/**
+ * One lane over a log, cut into batches as given, with an in-memory stand-in for the device sets
+ * (the Redis semantics are checked in tests/integration/device-store.test.ts): each batch reads
+ * what planDeviceSignups asks, is decided, writes the sign-ups it recorded (NX) and commits.
+ * `crashed`: an earlier attempt decided the whole log in one batch and wrote its sign-ups, then
+ * died before its commit. Returns every touch id decided and every device_signups skip.
+ */
+function runLane(log: readonly AppEvent[], cuts: readonly number[], others: readonly StoredSignup[], crashed = false): string[] {
+  const store = new Map<string, StoredSignup[]>();
+  const write = (set: string, s: StoredSignup) => {
+    const list = store.get(set) ?? [];
+    if (!list.some((x) => x.partition === s.partition && x.offset === s.offset && x.userId === s.userId)) list.push(s);
+    store.set(set, list.sort((a, b) => a.at - b.at));
+  };
+  for (const o of others) write(deviceSetId('signups_24h', deviceHash('farm')), o);
+  const offsetOf = new Map(log.map((e, i) => [e.eventId, i]));
+  const states = new Map<string, UserState | undefined>();
+  let fence = -1;
+  let stream = 0;
+  const out: string[] = [];
+  const step = (batch: readonly AppEvent[], commit: boolean) => {
+    const loaded = new Map(batch.map((e) => [e.userId, states.get(e.userId)]));
+    const plan = planDeviceSignups(batch, loaded, spec);
+    const sets = plan === null ? undefined : new Map([...plan].map(([set, r]) => [set, (store.get(set) ?? []).filter((x) => x.at >= r.from && x.at <= r.to)]));
+    const r = applyEvents(batch, loaded, stream, NOW, spec, sets && { sets, partition: 0, fence });
+    for (const s of r.signups) write(s.set, { partition: 0, offset: offsetOf.get(s.eventId)!, userId: s.userId, at: s.at });
+    if (!commit) return;
+    for (const [u, st] of r.states) states.set(u, st);
+    fence = offsetOf.get(batch.at(-1)!.eventId)!;
+    stream = Math.max(stream, r.streamTime);
+    out.push(...r.outbox.map((o) => o.field));
+    const skips = r.counters.get('j:referral')?.get('skipped:device_signups') ?? 0;
+    for (let k = 0; k < skips; k++) out.push('withheld');
+  };
+  if (crashed) step(log, false);
+  let from = 0;
+  for (const cut of [...cuts, log.length]) {
+    if (cut > from) step(log.slice(from, cut), true);
+    from = Math.max(from, cut);
+  }
+  return out.sort();
+}
 
-      const plan = planDeviceSignups(events, loaded, streamTime, NOW, spec);
-      const result = applyEvents(events, loaded, streamTime, NOW, spec);
-      const recorded = [...result.states]
-        .filter(([u, s]) => s.signups?.signups_24h !== undefined && loaded.get(u)?.signups === undefined)
-        .map(([u, s]) => `${u} ${s.signups!.signups_24h![0]} ${s.signups!.signups_24h![1]}`)
-        .sort();
-      const written = (plan?.writes ?? []).map((w) => `${w.userId} ${w.device} ${w.at}`).sort();
-      expect(written).toEqual(recorded);
+describe('device sign-ups do not depend on how the batches were cut', () => {
+  it('decides the same touches and withholdings for any cut, and after a crashed attempt of the whole log', () => {
+    const rng = new Random(11);
+    let withheld = 0;
+    let rewarded = 0;
+    for (let round = 0; round < 200; round++) {
+      const log: AppEvent[] = [];
+      let t = NOW - 2 * DAY;
+      for (let i = 0; i < 30; i++) {
+        t += rng.int(2 * HOUR);
+        const user = `u${rng.int(10)}`;
+        const name = rng.pick(['register', 'register', 'referral_qualified', 'login']);
+        // Out of order within the allowed lateness: a sign-up's time can precede one applied before it.
+        log.push(ev(user, name, t - rng.int(HOUR), rng.pick(['farm', 'farm', 'other', ''])));
+      }
+      // Sign-ups another lane applied (counted whatever its progress).
+      const others = Array.from({ length: rng.int(3) }, (_, k) => ({ partition: 9, offset: k, userId: `o${k}`, at: NOW - 2 * DAY + rng.int(2 * DAY) }));
+      const whole = runLane(log, [], others);
+      for (let c = 0; c < 5; c++) {
+        const cuts = [...new Set(Array.from({ length: 1 + rng.int(6) }, () => rng.int(log.length)))].sort((a, b) => a - b);
+        expect(runLane(log, cuts, others)).toEqual(whole);
+        expect(runLane(log, cuts, others, true)).toEqual(whole);
+      }
+      withheld += whole.filter((x) => x === 'withheld').length;
+      rewarded += whole.filter((x) => x !== 'withheld').length;
     }
+    // The scenario reaches both outcomes, so a wrong count shows.
+    expect(withheld).toBeGreaterThan(50);
+    expect(rewarded).toBeGreaterThan(50);
   });
 
   it('reads the device sets of users whose events can trigger the journey, and only those', () => {
@@ -113,16 +151,18 @@ describe('planDeviceSignups agrees with the state step', () => {
     const known = applyEvents([ev('a', 'register', NOW - DAY, 'dev-a')], new Map(), 0, NOW, spec).states.get('a')!;
     loaded.set('a', known);
     const plan = planDeviceSignups(
-      [ev('a', 'referral_qualified', NOW), ev('b', 'register', NOW, 'dev-b'), ev('b', 'referral_qualified', NOW), ev('c', 'login', NOW, 'dev-c'), ev('d', 'referral_qualified', NOW)],
+      [ev('a', 'referral_qualified', NOW), ev('b', 'register', NOW, 'dev-b'), ev('b', 'referral_qualified', NOW), ev('c', 'register', NOW, 'dev-c'), ev('d', 'referral_qualified', NOW)],
       loaded,
-      NOW - HOUR,
-      NOW,
       spec,
     )!;
-    expect([...plan.reads.keys()].sort()).toEqual([deviceSetId('signups_24h', deviceHash('dev-a')), deviceSetId('signups_24h', deviceHash('dev-b'))].sort());
-    expect(plan.writes.map((w) => w.userId)).toEqual(['b']);
-    // A batch with neither a sign-up nor a deciding event costs no round trip.
-    expect(planDeviceSignups([ev('c', 'login', NOW, 'dev-c')], new Map(), 0, NOW, spec)).toBeNull();
+    expect(plan).toEqual(
+      new Map([
+        [deviceSetId('signups_24h', deviceHash('dev-a')), { from: NOW - 2 * DAY, to: NOW }],
+        [deviceSetId('signups_24h', deviceHash('dev-b')), { from: Number.NEGATIVE_INFINITY, to: Number.POSITIVE_INFINITY }],
+      ]),
+    );
+    // A batch with no deciding event costs no round trip, sign-ups or not.
+    expect(planDeviceSignups([ev('c', 'register', NOW, 'dev-c')], new Map(), spec)).toBeNull();
   });
 
   it('keeps no device identifier in the state: only a hash', () => {
@@ -135,10 +175,11 @@ describe('planDeviceSignups agrees with the state step', () => {
 describe('the deviceSignups condition in the state step', () => {
   const device = deviceSetId('signups_24h', deviceHash('farm'));
 
-  /** The device's sign-ups as the lane read them from Redis (none written by this batch). */
-  const reads = (times: number[], written: string[] = []): DeviceSignupReads => ({
-    sets: new Map([[device, times.map((t, i) => [`x${i}`, t] as const)]]),
-    written: new Set(written.map((u) => signupKey(device, u))),
+  /** The device's sign-ups as the lane read them from Redis, all applied by another lane. */
+  const reads = (times: number[]): DeviceSignupReads => ({
+    sets: new Map([[device, times.map((at, i) => ({ partition: 1, offset: i, userId: `x${i}`, at }))]]),
+    partition: 0,
+    fence: 100,
   });
 
   /** Decides user `u`'s qualification with the device's sign-up times as the lane read them. */
@@ -164,18 +205,27 @@ describe('the deviceSignups condition in the state step', () => {
     expect(r.outbox).toHaveLength(1);
   });
 
-  it('counts a sign-up this batch wrote only once the step applied it: one later in the partition does not count', () => {
-    // x0 signed up in an earlier batch; u, then the qualification, then x1 and x2 in this one.
-    // The lane wrote u, x1 and x2 to Redis before deciding, so the read holds all four.
-    const sets = new Map([[device, [['x0', s - HOUR], ['u', s], ['x1', s + HOUR], ['x2', s + 2 * HOUR]] as const]]);
-    const written = new Set(['u', 'x1', 'x2'].map((u) => signupKey(device, u)));
+  it('counts its own lane\'s sign-ups above the fence only once this walk applied them: one later in the partition does not count', () => {
+    // x0: another lane. u, x1, x2: this lane above its fence (an attempt that crashed before its
+    // commit wrote them); in this batch u signs up, then qualifies, then x1 and x2 sign up.
+    const stored: StoredSignup[] = [
+      { partition: 1, offset: 7, userId: 'x0', at: s - HOUR },
+      { partition: 0, offset: 101, userId: 'u', at: s },
+      { partition: 0, offset: 103, userId: 'x1', at: s + HOUR },
+      { partition: 0, offset: 104, userId: 'x2', at: s + 2 * HOUR },
+    ];
+    const reads = { sets: new Map([[device, stored]]), partition: 0, fence: 100 };
     const batch = [ev('u', 'register', s, 'farm'), ev('u', 'referral_qualified', s + 3 * HOUR), ev('x1', 'register', s + HOUR, 'farm'), ev('x2', 'register', s + 2 * HOUR, 'farm')];
-    const later = applyEvents(batch, new Map(), 0, NOW, spec, { sets, written });
+    const later = applyEvents(batch, new Map(), 0, NOW, spec, reads);
     expect(later.outbox).toHaveLength(1); // x0 and u: 2
+    expect(later.signups.map((x) => x.userId)).toEqual(['u', 'x1', 'x2']);
     // The same sign-ups before the qualification in the partition: 4 > 2, withheld.
-    const before = applyEvents([batch[0]!, batch[2]!, batch[3]!, batch[1]!], new Map(), 0, NOW, spec, { sets, written });
+    const before = applyEvents([batch[0]!, batch[2]!, batch[3]!, batch[1]!], new Map(), 0, NOW, spec, reads);
     expect(before.outbox).toHaveLength(0);
     expect(before.counters.get('j:referral')?.get('skipped:device_signups')).toBe(1);
+    // Committed (at or below the fence), this lane's sign-ups count like another lane's.
+    const committed = { ...reads, fence: 104 };
+    expect(applyEvents([ev('y', 'register', s, 'farm'), ev('y', 'referral_qualified', s + 3 * HOUR)], new Map(), 0, NOW, spec, committed).outbox).toHaveLength(0);
   });
 
   it('records the first sign-up only: a second one on another device changes nothing', () => {

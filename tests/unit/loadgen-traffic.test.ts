@@ -88,7 +88,7 @@ describe('TrafficGenerator', () => {
 
     it('qualifies about half the referred users for the referral reward, 2 h to 3 days after signing up', () => {
       // Six days, so every sign-up of the first three has had its three days to qualify.
-      const week = untilArrival(new TrafficGenerator({ ...base, seed: 11, newUserRate: 0.1 }), START + 6 * 24 * HOUR).map((g) => g.event);
+      const week = untilArrival(new TrafficGenerator({ ...base, seed: 11, ratePerSec: 0.05, newUserRate: 0.1 }), START + 6 * 24 * HOUR).map((g) => g.event);
       const regs = new Map<string, (typeof week)[number]>();
       for (const e of week) if (e.name === 'register' && !regs.has(e.userId)) regs.set(e.userId, e);
       const qualified = week.filter((e) => e.name === 'referral_qualified');
