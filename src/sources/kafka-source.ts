@@ -1,5 +1,5 @@
 import kafka from '@confluentinc/kafka-javascript';
-import type { ConsumerGlobalConfig, LibrdKafkaError, Message, TopicPartition, TopicPartitionOffset } from '@confluentinc/kafka-javascript';
+import type { ConsumerGlobalConfig, LibrdKafkaError, Message, TopicPartition } from '@confluentinc/kafka-javascript';
 import { ErrorCodes, NudgeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { settlesWithin } from '../pipeline/settles-within.js';
@@ -7,6 +7,7 @@ import type { PartitionBatch } from '../pipeline/types.js';
 import { committedOffsets, watermarks } from './broker-offsets.js';
 import { consumerLag } from './consumer-lag.js';
 import { kafkaConnectError, rememberBrokerError } from './kafka-options.js';
+import { OffsetCommitter } from './offset-committer.js';
 import { resumeOffset, type CommittedOffset } from './resume-offset.js';
 
 export interface SourceListener {
@@ -83,11 +84,8 @@ type CooperativeConsumer = kafka.KafkaConsumer & {
  * committed in Redis, so the group offset does not run ahead of the state — unless Redis loses
  * writes it had acknowledged, which assignment (below) repairs: Redis' fence is the source of
  * truth, the group offset only saves re-reading. So offsets are gathered for `commitIntervalMs`
- * and sent in one request for every partition (as Kafka Streams' commit.interval.ms does): one
- * OffsetCommit per batch was ~215 requests/s at 10,000 events/s (small batches), CPU for the
- * engine and the broker on a machine where the two share 2 cores. A crash then re-reads up to
- * that much more, which the lanes skip as replays below the fence. Revoked partitions and a
- * stop flush at once, so a graceful handover leaves the group offset at the fence.
+ * and sent in one request (OffsetCommitter); revoked partitions and a stop flush at once, so a
+ * graceful handover leaves the group offset at the fence.
  *
  * Memory: librdkafka's prefetch is capped (`queued.max.messages.kbytes`), otherwise a backlog
  * fills ~1 GB; and the loop does not call `consume` again until the pipeline accepted the last
@@ -107,9 +105,7 @@ export class KafkaSource {
   private running = false;
   private loop: Promise<void> | null = null;
   private readonly assigned = new Set<number>();
-  /** Next offset to commit per partition, gathered until the commit timer fires. */
-  private readonly pendingCommits = new Map<number, number>();
-  private commitTimer: NodeJS.Timeout | null = null;
+  private readonly offsets: OffsetCommitter;
   /** Partitions whose assignment waits for the listener, by the rebalance that assigned them. */
   private readonly pendingAssign = new Map<number, number>();
   private rebalances = 0;
@@ -130,6 +126,7 @@ export class KafkaSource {
   private readonly staleBefore = new Map<number, number>();
 
   constructor(private readonly options: KafkaSourceOptions) {
+    this.offsets = new OffsetCommitter((o) => this.sendOffsets(o), (p) => this.assigned.has(p), options.commitIntervalMs ?? 100);
     const config = {
       ...options.connection,
       'group.id': options.groupId,
@@ -216,7 +213,7 @@ export class KafkaSource {
     for (const p of owned) {
       this.assigned.delete(p);
       // Offsets gathered before Redis lost writes may be past its fence: not worth keeping.
-      this.pendingCommits.delete(p);
+      this.offsets.drop(p);
       this.options.lag?.clear(p);
       this.staleBefore.set(p, this.consumeCalls + 1);
     }
@@ -230,27 +227,14 @@ export class KafkaSource {
 
   /** Commits `offset` (the next offset to read) for a partition still owned, with the next flush. */
   commit(partition: number, nextOffset: number): void {
-    if (!this.assigned.has(partition)) return;
-    this.pendingCommits.set(partition, nextOffset);
-    this.commitTimer ??= setTimeout(() => {
-      this.commitTimer = null;
-      this.flushCommits(null);
-    }, this.options.commitIntervalMs ?? 100);
+    if (this.assigned.has(partition)) this.offsets.add(partition, nextOffset);
   }
 
-  /** Sends the gathered offsets of `partitions` (null = all) still owned, in one request. */
-  private flushCommits(partitions: readonly number[] | null): void {
-    const offsets: TopicPartitionOffset[] = [];
-    for (const [partition, offset] of this.pendingCommits) {
-      if (partitions !== null && !partitions.includes(partition)) continue;
-      this.pendingCommits.delete(partition);
-      if (this.assigned.has(partition)) offsets.push({ topic: this.options.topic, partition, offset });
-    }
-    if (offsets.length === 0) return;
+  private sendOffsets(offsets: Array<{ partition: number; offset: number }>): void {
     try {
-      this.consumer.commit(offsets);
+      this.consumer.commit(offsets.map((o) => ({ topic: this.options.topic, ...o })));
     } catch (err) {
-      // A commit can fail during a rebalance; the next one carries the position forward.
+      // A commit can fail during a rebalance; the partition's next batch carries it forward.
       this.options.logger.debug({ partitions: offsets.map((o) => o.partition), err: (err as Error).message }, 'offset commit failed');
     }
   }
@@ -293,9 +277,7 @@ export class KafkaSource {
   async stop(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.running) await this.stopReading(waitMs);
     // What the lanes committed up to now; librdkafka's close waits for the request.
-    if (this.commitTimer) clearTimeout(this.commitTimer);
-    this.commitTimer = null;
-    this.flushCommits(null);
+    this.offsets.close();
     await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
     for (const p of this.assigned) this.options.lag?.clear(p);
     this.assigned.clear();
@@ -311,7 +293,7 @@ export class KafkaSource {
         this.assigning.add(done);
       } else if (err.code === kafka.CODES.ERRORS.ERR__REVOKE_PARTITIONS) {
         // Before they stop being ours: the next owner starts at what was applied here.
-        this.flushCommits(partitions);
+        this.offsets.flush(partitions);
         for (const p of partitions) {
           this.assigned.delete(p);
           this.pendingAssign.delete(p);
