@@ -41,11 +41,11 @@ function facts(s: UserState, now: number, spec: StateSpec, snapshot: boolean): U
 const NO_DEVICE_SIGNUPS: Readonly<Record<string, DeviceSignupFacts>> = Object.freeze({});
 
 /** The user's sign-ups with their devices' sign-up times, where the lane read them. */
-function deviceSignupFacts(s: UserState, spec: StateSpec, devices: DeviceSignupView | undefined): Readonly<Record<string, DeviceSignupFacts>> {
-  if (s.signups === undefined || devices === undefined) return NO_DEVICE_SIGNUPS;
+function deviceSignupFacts(signups: UserState['signups'], spec: StateSpec, devices: DeviceSignupView | undefined): Readonly<Record<string, DeviceSignupFacts>> {
+  if (signups === undefined || devices === undefined) return NO_DEVICE_SIGNUPS;
   const out: Record<string, DeviceSignupFacts> = {};
   for (const d of spec.deviceSignups) {
-    const own = s.signups[d.name];
+    const own = signups[d.name];
     const times = own !== undefined ? devices.times(deviceSetId(d.name, own[0])) : undefined;
     if (own !== undefined && times !== undefined) out[d.name] = { at: own[1], times };
   }
@@ -63,16 +63,17 @@ class Facts implements UserFacts {
   readonly counters: Readonly<Record<string, readonly number[]>>;
   readonly streaks: Readonly<Record<string, { readonly current: number; readonly last: number }>>;
   readonly activeHours: readonly number[] | null;
-  readonly deviceSignups: Readonly<Record<string, DeviceSignupFacts>>;
   private readonly buckets: UserState['sums'];
   private computed: Record<string, number> | undefined;
+  private readonly signups: UserState['signups'];
+  private devicesRead: Readonly<Record<string, DeviceSignupFacts>> | undefined;
 
   constructor(
     s: UserState,
     private readonly now: number,
     private readonly spec: StateSpec,
     snapshot: boolean,
-    devices: DeviceSignupView | undefined,
+    private readonly devices: DeviceSignupView | undefined,
   ) {
     this.firstSeen = s.firstSeen;
     this.lastSeen = s.lastSeen;
@@ -83,7 +84,8 @@ class Facts implements UserFacts {
     this.counters = snapshot ? { ...s.counters } : s.counters;
     this.streaks = snapshot ? { ...s.streaks } : s.streaks;
     this.activeHours = s.hours ?? null;
-    this.deviceSignups = deviceSignupFacts(s, spec, devices);
+    this.signups = s.signups;
+    this.devicesRead = undefined;
     this.buckets = snapshot && spec.sums.length > 0 ? { ...s.sums } : s.sums;
     this.computed = undefined;
   }
@@ -95,6 +97,12 @@ class Facts implements UserFacts {
       this.computed = out;
     }
     return this.computed;
+  }
+
+  /** Built when a condition reads it (few journeys do), not for every event of the batch. */
+  get deviceSignups(): Readonly<Record<string, DeviceSignupFacts>> {
+    this.devicesRead ??= deviceSignupFacts(this.signups, this.spec, this.devices);
+    return this.devicesRead;
   }
 }
 

@@ -19,7 +19,8 @@ import { verifyStandardWebhook } from '../support/journey-scenario.js';
 import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
 import { countMismatches, userMismatches } from '../support/reference-compare.js';
 import { buildReferenceLog, partitionOf, type LogMessage } from '../support/reference-log.js';
-import { runReference, type RefResult, type RefSpec } from '../support/reference-model.js';
+import { runReference, type RefResult } from '../support/reference-model.js';
+import { DAY, STATE_REF_SPEC, ZONE, stateYaml } from '../support/state-config.js';
 import { webhookSecret } from '../support/touch-harness.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
@@ -45,31 +46,14 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
  */
 const BIN = fileURLToPath(new URL('../../bin/nudge.js', import.meta.url));
 const DOC = fileURLToPath(new URL('../../docs/security.md', import.meta.url));
-const DAY = 86_400_000;
 const PARTITIONS = 2;
-const ZONE = 'Asia/Shanghai';
 // The engine's fixed wall clock: the real time at the start, so the worker (real clock) sends
 // the touches at once, while the engine's decisions stay comparable with the reference.
 const NOW = Date.now();
 const START = NOW - 12 * DAY;
 const JOURNEY_USERS = 40;
 
-const refSpec: RefSpec = {
-  reportingTimeZone: ZONE,
-  allowedLatenessMs: 2 * 3_600_000,
-  maxFutureSkewMs: 5 * 60_000,
-  metrics: [
-    { name: 'active', events: null },
-    { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] },
-  ],
-  newForMs: 7 * DAY,
-  dormantAfterMs: 14 * DAY,
-  churnedAfterMs: 30 * DAY,
-  reactivatedForMs: 7 * DAY,
-  counters: [{ name: 'loan_views', eventName: 'page_view', props: { page: 'loan_detail' }, keep: 3, withinMs: DAY }],
-  streaks: [{ name: 'checkin', eventName: 'checkin' }],
-  recentIds: 32,
-};
+const refSpec = STATE_REF_SPEC;
 
 const suffix = randomBytes(4).toString('hex');
 const namespace = `acl${suffix}`;
@@ -103,18 +87,7 @@ function yaml(redisUrl: string, groupId: string, hookUrl: string): string {
 kafka: { brokers: [${inject('kafkaBrokers')}], topic: ${topic}, dlqTopic: ${topic}.dlq, groupId: ${groupId} }
 redis: { url: "${redisUrl}", keyPrefix: ${namespace}, username: ${user}, password: "${password}" }
 http: { port: 0, token: "${token}", metricsRequireToken: true }
-time: { reportingTimeZone: ${ZONE}, allowedLateness: 2h, maxFutureSkew: 5m, maxTriggerAge: 1h }
-activity:
-  metrics:
-    - name: active
-    - name: financial
-      events: [transfer_done, fund_purchase, payment]
-lifecycle: { newFor: 7d, dormantAfter: 14d, churnedAfter: 30d, reactivatedFor: 7d }
-behaviour:
-  counters:
-    - { name: loan_views, match: { name: page_view, props: { page: loan_detail } }, keep: 3, within: 24h }
-  streaks:
-    - { name: checkin, match: { name: checkin } }
+${stateYaml({ maxTriggerAge: '1h', sweepInterval: null }).trim()}
 touches:
   queue: ${queue}
   channels:

@@ -11,7 +11,7 @@ import { openTouchQueue } from '../../src/touches/touch-queue.js';
 import { BudgetLedger } from '../../src/touches/budget-ledger.js';
 import { dayNumber } from '../../src/time/calendar.js';
 import { appEvent, metricSamples, produceStream, readAll, type OutMessage } from '../support/chaos-traffic.js';
-import { dropNamespace, highWatermarks, testConfig, waitForLanes } from '../support/engine-harness.js';
+import { dropKeys, dropNamespace, highWatermarks, testConfig, waitForLanes } from '../support/engine-harness.js';
 import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
 import { partitionOf } from '../support/reference-log.js';
 import { webhookSecret } from '../support/touch-harness.js';
@@ -164,14 +164,7 @@ describe('hostile traffic', () => {
     await engine?.stop();
     await receiver?.close();
     await dropNamespace(redis, namespace);
-    for (const pattern of [`bull:${queue}:*`, `${namespace}:touches:*`, `{${namespace}:touches:*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        if (keys.length) await redis.unlink(...keys);
-        cursor = next;
-      } while (cursor !== '0');
-    }
+    await dropKeys(redis, [`bull:${queue}:*`, `${namespace}:touches:*`, `{${namespace}:touches:*`]);
     await redis.quit();
     await deleteTopics(brokers, [topic, dlqTopic]);
   });

@@ -12,7 +12,8 @@ import { laneKeys } from '../../src/state/keys.js';
 import { touchJobEntry } from '../../src/touches/touch-queue.js';
 import type { TouchJob } from '../../src/touches/touch-job.js';
 import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
-import { dropNamespace, highWatermarks, produceLog, testConfig, waitForLanes } from '../support/engine-harness.js';
+import { dropKeys, dropNamespace, highWatermarks, produceLog, testConfig, waitForLanes } from '../support/engine-harness.js';
+import { until } from '../support/poll.js';
 import { startWebhookReceiver, type ReceivedRequest, type WebhookReceiver } from '../support/webhook-receiver.js';
 import { webhookSecret } from '../support/touch-harness.js';
 import {
@@ -122,15 +123,6 @@ class CallRecorder {
   }
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => T | null | undefined | false | Promise<T | null | undefined | false>, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 interface Stamped {
   planned: PlannedEvent;
@@ -303,14 +295,7 @@ describe('journeys against the independent reference', () => {
     await queue?.close();
     if (redis) {
       await dropNamespace(redis, namespace);
-      for (const pattern of [`bull:${queueName}:*`]) {
-        let cursor = '0';
-        do {
-          const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-          if (keys.length) await redis.unlink(...keys);
-          cursor = next;
-        } while (cursor !== '0');
-      }
+      await dropKeys(redis, [`bull:${queueName}:*`]);
       await redis.quit();
     }
     await deleteTopics(inject('kafkaBrokers'), [topic, `${topic}.dlq`]);
@@ -607,12 +592,7 @@ journeys:
     await bull?.close();
     if (redis2) {
       await dropNamespace(redis2, namespace2);
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis2.scan(cursor, 'MATCH', `bull:${queue2}:*`, 'COUNT', 1000);
-        if (keys.length) await redis2.unlink(...keys);
-        cursor = next;
-      } while (cursor !== '0');
+      await dropKeys(redis2, [`bull:${queue2}:*`]);
       await redis2.quit();
     }
     await deleteTopics(inject('kafkaBrokers'), [topic2, `${topic2}.dlq`]);

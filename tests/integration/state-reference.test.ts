@@ -24,6 +24,7 @@ import {
   type RefSpec,
 } from '../support/reference-model.js';
 import { dropNamespace, highWatermarks, produceLog, testConfig, waitForLanes } from '../support/engine-harness.js';
+import { DAY, STATE_REF_SPEC, ZONE } from '../support/state-config.js';
 
 /**
  * The streaming state core against an independent reference (issue 3, "Prove it"): a seeded
@@ -32,27 +33,12 @@ import { dropNamespace, highWatermarks, produceLog, testConfig, waitForLanes } f
  * DAU/WAU/MAU/week/month of every metric, and every user's stage, first/last seen, streaks and
  * counters must equal the brute-force model.
  */
-const DAY = 86_400_000;
 const PARTITIONS = 4;
 const START = Date.UTC(2026, 8, 1, 0, 0); // 2026-09-01
 const NOW = START + 47 * DAY; // the engine's injected wall clock
-const ZONE = 'Asia/Shanghai';
 
 const refSpec: RefSpec = {
-  reportingTimeZone: ZONE,
-  allowedLatenessMs: 2 * 3_600_000,
-  maxFutureSkewMs: 5 * 60_000,
-  metrics: [
-    { name: 'active', events: null },
-    { name: 'financial', events: ['transfer_done', 'fund_purchase', 'payment'] },
-  ],
-  newForMs: 7 * DAY,
-  dormantAfterMs: 14 * DAY,
-  churnedAfterMs: 30 * DAY,
-  reactivatedForMs: 7 * DAY,
-  counters: [{ name: 'loan_views', eventName: 'page_view', props: { page: 'loan_detail' }, keep: 3, withinMs: DAY }],
-  streaks: [{ name: 'checkin', eventName: 'checkin' }],
-  recentIds: 32,
+  ...STATE_REF_SPEC,
   breakdowns: [
     { name: 'channel', by: 'channel', values: ['app', 'web'] },
     { name: 'page', by: 'trait', trait: 'page' },

@@ -7,7 +7,7 @@ import type { LogMessage } from './reference-log.js';
 import type { RefResult } from './reference-model.js';
 import { DAY, STATE_REF_SPEC, ZONE, stateYaml } from './state-config.js';
 import { expect } from 'vitest';
-import { waitForLanes } from './engine-harness.js';
+import { dropKeys, waitForLanes } from './engine-harness.js';
 import { until } from './poll.js';
 import { verifyStandardWebhook } from './journey-scenario.js';
 import { countMismatches, referenceStageCounts, userMismatches } from './reference-compare.js';
@@ -320,12 +320,7 @@ export async function queueSettled(queue: Queue, timeoutMs: number): Promise<voi
 
 /** Deletes a BullMQ queue's keys. */
 export async function dropQueue(redis: Redis, queue: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `bull:${queue}:*`, 'COUNT', 1000);
-    if (keys.length) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  await dropKeys(redis, [`bull:${queue}:*`]);
 }
 
 /**

@@ -63,7 +63,12 @@ export async function waitForLanes(redis: Redis, namespace: string, topic: strin
 
 /** Deletes every key of a test namespace. */
 export async function dropNamespace(redis: Redis, namespace: string): Promise<void> {
-  for (const pattern of [`{${namespace}:*`, `${namespace}:*`]) {
+  await dropKeys(redis, [`{${namespace}:*`, `${namespace}:*`]);
+}
+
+/** Deletes every key matching one of the patterns (SCAN, not KEYS: the server stays responsive). */
+export async function dropKeys(redis: Redis, patterns: readonly string[]): Promise<void> {
+  for (const pattern of patterns) {
     let cursor = '0';
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);

@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { createLogger, type Logger } from '../../src/log.js';
 import type { TouchJob } from '../../src/touches/touch-job.js';
 import { openTouchQueue, touchJobEntry, type TouchJobPolicy, type TouchQueue } from '../../src/touches/touch-queue.js';
+import { dropKeys } from './engine-harness.js';
 
 export interface TouchHarness {
   /** `maxRetriesPerRequest: null`, as BullMQ workers need. */
@@ -46,14 +47,7 @@ export function touchHarness(url: string): TouchHarness {
       for (const c of closers.reverse()) await c();
       await queue.obliterate({ force: true }).catch(() => {});
       await queue.close();
-      for (const pattern of [`${namespace}*`, `{${namespace}*`]) {
-        let cursor = '0';
-        do {
-          const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-          if (keys.length > 0) await redis.unlink(...keys);
-          cursor = next;
-        } while (cursor !== '0');
-      }
+      await dropKeys(redis, [`${namespace}*`, `{${namespace}*`]);
       await redis.quit();
     },
   };
