@@ -14,8 +14,8 @@ import type { UserState } from '../state/user-state.js';
  *   - puts states in only after a commit Redis answered `committed`,
  *   - clears it on a fence rejection (stale epoch, already applied) and on any failed I/O
  *     attempt (a commit whose reply was lost may or may not have landed).
- * Cached states are never mutated: the state step copies a loaded state before it changes it
- * (poison isolation relies on the same to re-run a batch on its loaded states).
+ * Cached states are never mutated: a lane with a cache has the state step copy a loaded state
+ * before it changes it (Lanes.decideBatch).
  *
  * Bounded: at most `maxUsers` states (least recently used leave first), so memory stays flat
  * whatever the number of users.
@@ -24,6 +24,11 @@ export class LaneStateCache {
   private readonly states = new Map<string, UserState>();
 
   constructor(private readonly maxUsers: number) {}
+
+  /** 0 when the cache is off. */
+  get capacity(): number {
+    return Math.max(0, this.maxUsers);
+  }
 
   get size(): number {
     return this.states.size;

@@ -5,12 +5,12 @@ import { ErrorCodes } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics/pipeline-metrics.js';
 import { applyEvents, applyTimers, type StepResult, type Transition } from '../state/decide.js';
-import { planDeviceSignups } from '../state/device-signups.js';
+import { planDeviceSignups, type DeviceSignupReads } from '../state/device-signups.js';
 import type { LaneStore } from '../state/lane-store.js';
 import type { StateSpec } from '../state/spec.js';
 import type { UserState } from '../state/user-state.js';
 import { deadLetter, decodeBatch } from './decode-batch.js';
-import { describeFailure, isolatePoison } from './isolate-poison.js';
+import { describeFailure, isolatePoison, type Isolated } from './isolate-poison.js';
 import { LaneStateCache } from './lane-state-cache.js';
 import { Semaphore } from './semaphore.js';
 import { settlesWithin } from './settles-within.js';
@@ -306,12 +306,9 @@ export class Lanes {
     const sets = plan === null ? undefined : await this.retry('devices', lane, () => this.o.store.readDeviceSignups(plan));
     if (sets === null) return;
     const devices = sets === undefined ? undefined : { sets, partition: lane.partition, fence: lane.fenceOffset };
-    const decide = this.o.decide ?? applyEvents;
-    // A valid event the step throws on (a bug, or data it does not handle) becomes a dead letter
-    // and the rest of the batch is applied. Without isolation the whole batch was dropped with
-    // a log line: no dead letter, and its good events lost for good once the lane's next batch
-    // moved the fence past them (or, were it the last batch, the partition stuck behind it).
-    const { result, poisoned } = isolatePoison(events, (subset) => decide(subset, loaded, lane.streamTime, now, this.o.spec, devices));
+    const decided = await this.decideBatch(lane, events, userIds, loaded, now, devices);
+    if (decided === null) return;
+    const { result, poisoned } = decided;
     if (poisoned.length > 0) {
       for (const p of poisoned) {
         dead.push(deadLetter(sources[p.index] as RawMessage, ErrorCodes.EVENT_POISON, `the state step threw ${describeFailure(p.error)}; the event was skipped. Replay it from the dead-letter topic once the bug is fixed.`));
@@ -342,6 +339,42 @@ export class Lanes {
     const oldest = messages[0]?.timestamp;
     if (typeof oldest === 'number' && oldest > 0) metrics.eventToCommit.observe(Math.max(0, Date.now() - oldest) / 1000);
     this.o.offsets.commit(lane.partition, last + 1);
+  }
+
+  /**
+   * The state step over a batch. A valid event the step throws on (a bug, or data it does not
+   * handle) becomes a dead letter and the rest of the batch is applied. Without isolation the
+   * whole batch was dropped with a log line: no dead letter, and its good events lost for good
+   * once the lane's next batch moved the fence past them (or, were it the last batch, the
+   * partition stuck behind it).
+   *
+   * The first run is given the loaded states to change in place (no copies: applyEvents'
+   * `owned`). When it throws, those states may be half changed, so they are loaded again and
+   * isolation runs on the fresh ones, copying as it goes (it runs the step several times on
+   * them). States from the lane's cache are never given away: the cache keeps them.
+   */
+  private async decideBatch(
+    lane: Lane,
+    events: readonly AppEvent[],
+    userIds: string[],
+    loaded: Map<string, UserState | undefined>,
+    now: number,
+    devices: DeviceSignupReads | undefined,
+  ): Promise<Isolated<StepResult> | null> {
+    const decide = this.o.decide ?? applyEvents;
+    const step = (subset: readonly AppEvent[], states: Map<string, UserState | undefined>, owned: boolean): StepResult =>
+      decide(subset, states, lane.streamTime, now, this.o.spec, devices, owned);
+    let states = loaded;
+    if (lane.cache.capacity === 0) {
+      try {
+        return { result: step(events, loaded, true), poisoned: [] };
+      } catch {
+        const fresh = await this.loadUsers(lane, userIds);
+        if (!fresh) return null;
+        states = fresh;
+      }
+    }
+    return isolatePoison(events, (subset) => step(subset, states, false));
   }
 
   private async processTimers(lane: Lane, userIds: string[]): Promise<void> {

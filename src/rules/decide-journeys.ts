@@ -5,7 +5,7 @@ import { fireDueWaits } from './due-waits.js';
 import { applyEventEffects, recordConversions, recordLateFollowUps } from './event-effects.js';
 import { eventPlan } from './event-index.js';
 import { eventTriggers, timerStageTriggers } from './event-triggers.js';
-import { cloneJourneyState, emptyJourneyState, nextDueAt, pruneJourneyState, type TouchRecord } from './journey-state.js';
+import { adoptJourneyState, cloneJourneyState, emptyJourneyState, nextDueAt, pruneJourneyState, type TouchRecord } from './journey-state.js';
 import { zoneOf } from './local-time.js';
 import { gateTouch, type BudgetRemaining } from './policy-gate.js';
 import type { JourneySpec, RulesSpec } from './rules-spec.js';
@@ -24,7 +24,7 @@ import type { JourneySpec, RulesSpec } from './rules-spec.js';
  * takes the last slot of a cap.
  */
 export function decideJourneys(spec: RulesSpec, input: JourneyInput): JourneyStepResult {
-  const state = input.state === null ? emptyJourneyState() : cloneJourneyState(input.state);
+  const state = input.state === null ? emptyJourneyState() : input.owned === true ? adoptJourneyState(input.state) : cloneJourneyState(input.state);
   const { journeyIds, horizonMs } = derived(spec);
   pruneJourneyState(state, journeyIds, input.now, horizonMs);
   const ctx: DecideContext = {

@@ -17,8 +17,13 @@ export interface JourneyInput {
   after: UserFacts;
   /** The event as the state step applied it (a far-future time clamped); null on a timer tick. */
   event: AppEvent | null;
-  /** The user's journey state as stored; null = none yet. Not changed: the result has the new one. */
+  /**
+   * The user's journey state as stored; null = none yet. Not changed (the result has the new
+   * one) unless `owned`.
+   */
   state: JourneyUserState | null;
+  /** The caller gives `state` away: it is changed in place and returned, not copied first. */
+  owned?: boolean;
   /** Remaining budgets by journey id, from the budget ledger as read up to a second ago (BudgetSnapshot); absent = not read yet, assume nothing spent. */
   budgets?: ReadonlyMap<string, BudgetRemaining>;
 }

@@ -68,6 +68,13 @@ export function scheduleNextStep(ctx: DecideContext, journey: JourneySpec, step:
  */
 export function addWait(ctx: DecideContext, w: Wait): void {
   const waits = ctx.state.waits;
+  // Fewer waits than either bound: there is room. Tested first, before any closure or list is
+  // made: an inactivity journey adds a wait on a user's first event, most users have few.
+  if (waits.length < JOURNEY_STATE_BOUNDS.absenceWaitsPerJourney) {
+    waits.push(w);
+    ctx.out.scheduled.push({ ...w });
+    return;
+  }
   const absences = (journeyId?: string) => waits.filter((x) => x.kind === 'absence' && (journeyId === undefined || x.journeyId === journeyId));
   const over = () =>
     (w.kind === 'absence' && absences(w.journeyId).length >= JOURNEY_STATE_BOUNDS.absenceWaitsPerJourney) || waits.length >= JOURNEY_STATE_BOUNDS.waits;

@@ -146,6 +146,20 @@ export function cloneJourneyState(s: JourneyUserState): JourneyUserState {
   };
 }
 
+/**
+ * The given state itself, to be changed in place, with what cloneJourneyState fills in for a
+ * state stored by an older version filled in the same way (decodeUserState fills the top-level
+ * lists; an entry may lack `pending`).
+ */
+export function adoptJourneyState(s: JourneyUserState): JourneyUserState {
+  for (const k in s.entries) {
+    const e = s.entries[k]!;
+    if (e.pending === undefined) e.pending = [];
+  }
+  if (s.firstTimeSeen === undefined) s.firstTimeSeen = [];
+  return s;
+}
+
 function copyEach<T extends object>(xs: readonly T[] | undefined): T[] {
   if (xs === undefined || xs.length === 0) return [];
   const out = new Array<T>(xs.length);

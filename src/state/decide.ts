@@ -117,6 +117,12 @@ function bump(counters: CounterDeltas, hash: string, field: string | number, del
  * Applies a lane's batch of events (in offset order) to the users' states.
  * `states` holds the loaded state of every user in the batch (undefined = never seen);
  * `devices` the device sign-up sets planDeviceSignups asked for (device-signups.ts).
+ *
+ * `owned`: the caller gives the loaded states away (freshly decoded, used by nobody else), so
+ * the step changes them in place instead of copying each one first. The copies, of the user
+ * state and of its journey state, were the largest single cost of the journey step (a fifth
+ * of its CPU, and garbage for every event). A caller that may run the step again on the same
+ * states (poison isolation) must not pass true for those runs: see Lanes.decideBatch.
  */
 export function applyEvents(
   events: readonly AppEvent[],
@@ -125,13 +131,14 @@ export function applyEvents(
   now: number,
   spec: StateSpec,
   devices?: DeviceSignupReads,
+  owned = false,
 ): StepResult {
   const result = emptyResult(streamTime);
   const rules = journeysOf(spec);
   const view = devices === undefined ? undefined : new DeviceSignupView(devices);
   for (const e of events) {
-    const owned = result.states.get(e.userId);
-    const state = owned ?? loaded.get(e.userId);
+    const mine = result.states.get(e.userId);
+    const state = mine ?? loaded.get(e.userId);
     if (state !== undefined && state.recentIds.includes(e.eventId)) {
       result.stats.duplicates++;
       continue;
@@ -150,13 +157,17 @@ export function applyEvents(
       result.streamTime = t;
     }
     const before = rules !== null && state !== undefined ? factsOf(state, now, spec) : null;
-    // The first event of a user in the batch copies the loaded state; later ones update the copy.
-    const next = applyOne(owned ?? (state === undefined ? undefined : structuredCloneState(state)), e, t, spec, result, view);
+    // The first event of a user in the batch copies the loaded state (unless it was given
+    // away); later ones update the copy.
+    const next = applyOne(mine ?? (state === undefined || owned ? state : structuredCloneState(state)), e, t, spec, result, view);
     result.states.set(e.userId, next);
     if (rules !== null) {
-      recordActiveHour(next, t, spec.reportingTimeZone);
+      // The histogram and the journey state are this step's own once an earlier event of the
+      // batch replaced them.
+      const mutable = owned || mine !== undefined;
+      recordActiveHour(next, t, spec.reportingTimeZone, mutable);
       const applied = t === e.timeMs ? e : { ...e, timeMs: t };
-      mergeJourneys(result, e.userId, runJourneys(rules, e.userId, next, before, applied, now, spec, view));
+      mergeJourneys(result, e.userId, runJourneys(rules, e.userId, next, before, applied, now, spec, view, mutable));
     }
     result.stats.applied++;
   }

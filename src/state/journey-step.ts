@@ -83,7 +83,9 @@ class Facts implements UserFacts {
     this.traits = snapshot ? { ...s.traits } : s.traits;
     this.counters = snapshot ? { ...s.counters } : s.counters;
     this.streaks = snapshot ? { ...s.streaks } : s.streaks;
-    this.activeHours = s.hours ?? null;
+    // Only the decision's own facts carry the histogram (send times read it); a snapshot does
+    // not, as the step then counts the event in place.
+    this.activeHours = snapshot ? null : (s.hours ?? null);
     this.signups = s.signups;
     this.devicesRead = undefined;
     this.buckets = snapshot && spec.sums.length > 0 ? { ...s.sums } : s.sums;
@@ -106,9 +108,14 @@ class Facts implements UserFacts {
   }
 }
 
-/** Counts the event in the user's local hour-of-day histogram (24 counts: bounded). */
-export function recordActiveHour(s: UserState, t: number, reportingTimeZone: string): void {
-  const hours = s.hours?.length === 24 ? [...s.hours] : new Array<number>(24).fill(0);
+/**
+ * Counts the event in the user's local hour-of-day histogram (24 counts: bounded). `owned`: the
+ * histogram is the caller's to change in place (else it is copied: a loaded state's may be
+ * shared with the caller). The facts before the event do not keep the histogram, so they do not
+ * see the change.
+ */
+export function recordActiveHour(s: UserState, t: number, reportingTimeZone: string, owned = false): void {
+  const hours = s.hours?.length === 24 ? (owned ? s.hours : [...s.hours]) : new Array<number>(24).fill(0);
   const h = localHour(t, s.tz !== '' ? s.tz : reportingTimeZone);
   hours[h] = (hours[h] ?? 0) + 1;
   s.hours = hours;
@@ -131,9 +138,20 @@ export function runJourneys(
   now: number,
   spec: StateSpec,
   devices?: DeviceSignupView,
+  /** The caller may have `s.journeys` changed in place (nobody else holds it). */
+  journeysOwned = false,
 ): JourneyEffects {
   const budgets = spec.budgets?.remaining();
-  const result = decideJourneys(rules, { userId, now, before, after: currentFacts(s, now, spec, devices), event, state: s.journeys ?? null, ...(budgets !== undefined ? { budgets } : {}) });
+  const result = decideJourneys(rules, {
+    userId,
+    now,
+    before,
+    after: currentFacts(s, now, spec, devices),
+    event,
+    state: s.journeys ?? null,
+    ...(journeysOwned ? { owned: true } : {}),
+    ...(budgets !== undefined ? { budgets } : {}),
+  });
   s.journeys = result.state;
   return effectsOf(rules, result);
 }

@@ -78,7 +78,7 @@ describe('a poison event in a lane (real Redis)', () => {
   });
   afterAll(() => dropNamespace(redis, namespace));
 
-  function lanesFor(options: { decideTimers?: typeof applyTimers; clock?: () => number } = {}) {
+  function lanesFor(options: { decide?: typeof applyEvents; decideTimers?: typeof applyTimers; clock?: () => number } = {}) {
     const registry = createMetricsRegistry({ processMetrics: false });
     const metrics = new PipelineMetrics(registry);
     const dead: DeadLetter[] = [];
@@ -92,7 +92,7 @@ describe('a poison event in a lane (real Redis)', () => {
       metrics,
       logger: silentLogger(),
       clock: options.clock ?? (() => T0 + DAY),
-      decide: poisonedDecide,
+      decide: options.decide ?? poisonedDecide,
       ...(options.decideTimers ? { decideTimers: options.decideTimers } : {}),
     });
     onTestFinished(() => lanes.close().then(() => undefined));
@@ -134,6 +134,36 @@ describe('a poison event in a lane (real Redis)', () => {
     await lanes.idle();
     expect((await store.readFence(0)).offset).toBe(106);
     expect(dead).toHaveLength(1);
+  });
+
+  it('re-runs a batch on states loaded afresh when the step threw after changing them in place', async () => {
+    // The lanes give the loaded states to the step to change in place (no copies). A step that
+    // throws halfway has then changed them: isolation must not run on those, or the events
+    // before the throw are applied twice — found as duplicates, and their counts lost.
+    const halfway: typeof applyEvents = (events, loaded, ...rest) => {
+      const at = events.findIndex((e) => e.eventId === POISON_ID);
+      if (at < 0) return applyEvents(events, loaded, ...rest);
+      applyEvents(events.slice(0, at), loaded, ...rest);
+      throw new TypeError('the step gave up halfway');
+    };
+    const { lanes, metrics, dead } = lanesFor({ decide: halfway });
+    await lanes.assign([2]);
+    const user = 'u-halfway';
+    const first = event('h0', user, T0);
+    await lanes.submit({ partition: 2, messages: [{ partition: 2, offset: 0, key: user, value: Buffer.from(encodeEvent(first)), timestamp: T0 }] });
+    await lanes.idle();
+    expect((await store.loadUsers(2, [user])).get(user)?.recentIds).toEqual(['h0']);
+
+    const next = [event('h1', user, T0 + DAY / 2), event(POISON_ID, user, T0 + DAY / 2 + 1_000), event('h2', user, T0 + DAY / 2 + 2_000)];
+    await lanes.submit({ partition: 2, messages: next.map((e, i) => ({ partition: 2, offset: 1 + i, key: user, value: Buffer.from(encodeEvent(e)), timestamp: T0 })) });
+    await lanes.idle();
+
+    expect(dead.map((d) => d.offset)).toEqual([2]);
+    const stored = (await store.loadUsers(2, [user])).get(user);
+    expect(stored?.recentIds).toEqual(['h0', 'h1', 'h2']);
+    expect(stored?.lastSeen).toBe(T0 + DAY / 2 + 2_000);
+    expect((await metrics.eventsApplied.get()).values[0]?.value).toBe(3);
+    expect((await metrics.eventsDuplicate.get()).values.reduce((n, v) => n + v.value, 0)).toBe(0);
   });
 
   it('puts off the timer of a user the timer step throws on, and fires the others', async () => {
