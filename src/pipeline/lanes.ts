@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics/pipeline-metrics.js';
 import { applyEvents, applyTimers, type StepResult, type Transition } from '../state/decide.js';
 import { planDeviceSignups, type DeviceSignupReads } from '../state/device-signups.js';
+import type { SignupWrite } from '../state/device-store.js';
 import type { LaneStore } from '../state/lane-store.js';
 import type { StateSpec } from '../state/spec.js';
 import type { UserState } from '../state/user-state.js';
@@ -402,9 +403,16 @@ export class Lanes {
    * between writes the same members again. Only the step's own (a poisoned event's is not).
    */
   private async writeSignups(lane: Lane, result: StepResult, events: readonly AppEvent[], sources: readonly RawMessage[]): Promise<boolean> {
-    const offsets = new Map<string, number>();
-    for (let i = events.length - 1; i >= 0; i--) offsets.set((events[i] as AppEvent).eventId, (sources[i] as RawMessage).offset);
-    const writes = result.signups.map((s) => ({ ...s, partition: lane.partition, offset: offsets.get(s.eventId) as number }));
+    // The step records sign-ups in event order, each naming its event object: one walk along
+    // the batch finds their offsets. (A map of every event id to its offset, built per batch,
+    // was 0.4% of the state core's CPU on a backlog.)
+    const writes: SignupWrite[] = [];
+    let i = 0;
+    for (const s of result.signups) {
+      while (i < events.length && events[i] !== s.event) i++;
+      if (i === events.length) throw new Error(`a sign-up names an event that is not in its batch, or not in order (event ${s.eventId})`);
+      writes.push({ set: s.set, spec: s.spec, userId: s.userId, at: s.at, eventId: s.eventId, partition: lane.partition, offset: (sources[i] as RawMessage).offset });
+    }
     return (await this.retry('devices', lane, () => this.o.store.writeDeviceSignups(writes).then(() => true))) === true;
   }
 

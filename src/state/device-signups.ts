@@ -64,6 +64,8 @@ export interface NewSignup {
   at: number;
   /** The sign-up event, to find its offset (the step sees events, not offsets). */
   eventId: string;
+  /** The event object itself, as the step was given it: found by identity, no lookup by id. */
+  event: AppEvent;
 }
 
 /** The device sets read for a batch, and the lane that reads them (see the module comment). */
@@ -147,7 +149,7 @@ export function recordSignup(s: UserState, e: AppEvent, t: number, spec: StateSp
     // A new object: the loaded state's may be shared with the caller (copy-on-write).
     s.signups = { ...s.signups, [d.name]: [set.slice(d.name.length + 1), t] };
     view?.apply(set, e.userId, t);
-    out.push({ set, spec: d, userId: e.userId, at: t, eventId: e.eventId });
+    out.push({ set, spec: d, userId: e.userId, at: t, eventId: e.eventId, event: e });
   }
 }
 

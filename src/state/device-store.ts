@@ -10,7 +10,7 @@ interface AddSignupCommand {
 }
 
 /** A recorded sign-up with where it was applied: what the lane writes after its step. */
-export interface SignupWrite extends NewSignup {
+export interface SignupWrite extends Omit<NewSignup, 'event'> {
   partition: number;
   offset: number;
 }
