@@ -44,7 +44,7 @@ export const ErrorCodes = {
   EVENT_POISON: 'NUDGE_EVENT_POISON',
   /**
    * A user's due timer made the state step throw. The user's timer is postponed (see
-   * `TIMER_POISON_RETRY_MS` in pipeline/lanes.ts) so the lane's other timers still fire.
+   * `TIMER_POISON_RETRY_MS` in pipeline/lane-steps.ts) so the lane's other timers still fire.
    */
   TIMER_POISON: 'NUDGE_TIMER_POISON',
   /** An outbox entry or a touch job does not match the touch job contract (DESIGN §2.2). */

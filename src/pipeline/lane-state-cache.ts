@@ -15,7 +15,7 @@ import type { UserState } from '../state/user-state.js';
  *   - clears it on a fence rejection (stale epoch, already applied) and on any failed I/O
  *     attempt (a commit whose reply was lost may or may not have landed).
  * Cached states are never mutated: a lane with a cache has the state step copy a loaded state
- * before it changes it (Lanes.decideBatch).
+ * before it changes it (LaneSteps.decideBatch in lane-steps.ts).
  *
  * Bounded: at most `maxUsers` states (least recently used leave first), so memory stays flat
  * whatever the number of users.

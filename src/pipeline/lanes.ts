@@ -1,49 +1,13 @@
 import { Subject, concatMap, groupBy, mergeMap, from, type Subscription } from 'rxjs';
-import type { AppEvent } from '../contract/event.js';
-import type { EventLimits } from '../contract/validate.js';
-import { ErrorCodes } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { PipelineMetrics } from '../metrics/pipeline-metrics.js';
-import { applyEvents, applyTimers, type StepResult, type Transition } from '../state/decide.js';
-import { planDeviceSignups, type DeviceSignupReads } from '../state/device-signups.js';
-import type { SignupWrite } from '../state/device-store.js';
-import type { LaneStore } from '../state/lane-store.js';
-import type { StateSpec } from '../state/spec.js';
-import type { UserState } from '../state/user-state.js';
-import { deadLetter, decodeBatch } from './decode-batch.js';
-import { describeFailure, isolatePoison, type Isolated } from './isolate-poison.js';
 import { LaneStateCache } from './lane-state-cache.js';
+import { LaneSteps, type LaneState, type LaneStepsOptions } from './lane-steps.js';
 import { Semaphore } from './semaphore.js';
 import { settlesWithin } from './settles-within.js';
-import type { DeadLetterSink, OffsetCommitter, PartitionBatch, RawMessage } from './types.js';
+import type { PartitionBatch, RawMessage } from './types.js';
 
-export interface LanesOptions {
-  store: LaneStore;
-  spec: StateSpec;
-  limits: EventLimits;
-  dlq: DeadLetterSink;
-  offsets: OffsetCommitter;
-  metrics: PipelineMetrics;
-  logger: Logger;
-  /** The wall clock; injected so tests run on virtual time. */
-  clock: () => number;
+export interface LanesOptions extends LaneStepsOptions {
   /** Batches accepted and not yet committed, over all lanes. */
   maxInFlight?: number;
-  /** Called after each committed batch with its lifecycle transitions (journeys use them). */
-  onTransitions?: (partition: number, transitions: Transition[]) => void;
-  /** Called after a committed batch wrote touches to its outbox: the relay moves them now. */
-  onTouches?: (partition: number, count: number) => void;
-  /**
-   * The pure state step for events. A seam for tests that need a step which throws on chosen
-   * events (poison isolation); production uses the default.
-   * @default applyEvents
-   */
-  decide?: typeof applyEvents;
-  /**
-   * The pure state step for due timers; a seam like `decide`.
-   * @default applyTimers
-   */
-  decideTimers?: typeof applyTimers;
   /**
    * Users whose last committed state each lane keeps in memory (LaneStateCache), so its next
    * batches skip loading them; 0 = no cache. Off by default: on the shipped config draining a
@@ -56,25 +20,10 @@ export interface LanesOptions {
   cachedUsersPerLane?: number;
 }
 
-/**
- * How long the timer of a user whose timer step threw is put off. Long enough that a poison
- * timer costs a lane one isolation pass an hour rather than one per sweep; short enough that a
- * transient cause (a fixed deploy) lets the user's stage catch up the same day.
- */
-export const TIMER_POISON_RETRY_MS = 3_600_000;
-
-interface Lane {
-  partition: number;
-  epoch: number;
-  /** Last applied offset; messages at or below it are replays and are skipped. */
-  fenceOffset: number;
-  streamTime: number;
+interface Lane extends LaneState {
   /** Resolves true when claimed, false when the claim was abandoned. */
   claimed: Promise<boolean>;
-  revoked: boolean;
   timerBatchPending: boolean;
-  /** States this lane committed, valid for its epoch only (a new claim gets a new Lane). */
-  cache: LaneStateCache;
   /** Work accepted for this lane and not yet taken by a run, in submission order. */
   queue: Work[];
 }
@@ -98,8 +47,6 @@ interface Turn {
  */
 const MAX_MERGED_MESSAGES = 4_000;
 
-const MAX_RETRY_DELAY_MS = 5_000;
-
 /**
  * One ordered lane per assigned partition (DESIGN §3). Batches of a lane run one after the
  * other (RxJS `groupBy` + `concatMap`); lanes run side by side (`mergeMap`); the semaphore
@@ -115,8 +62,10 @@ export class Lanes {
   private readonly maxInFlight: number;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
+  private readonly steps: LaneSteps;
 
   constructor(private readonly o: LanesOptions) {
+    this.steps = new LaneSteps(o);
     this.maxInFlight = o.maxInFlight ?? 8;
     this.permits = new Semaphore(this.maxInFlight);
     this.subscription = this.work$
@@ -240,7 +189,7 @@ export class Lanes {
 
   /** Resolves true once the lane is claimed, false when the claim was abandoned (revoked). */
   private async claim(lane: Lane): Promise<boolean> {
-    const fence = await this.retry('claim', lane, () => this.o.store.claim(lane.partition));
+    const fence = await this.steps.retry('claim', lane, () => this.o.store.claim(lane.partition));
     if (!fence) return false;
     lane.epoch = fence.epoch;
     lane.fenceOffset = fence.offset;
@@ -262,8 +211,8 @@ export class Lanes {
     const head = taken[0] as Work;
     try {
       if (!(await lane.claimed) || lane.revoked) return;
-      if (head.kind === 'timers') await this.processTimers(lane, head.userIds);
-      else await this.processEvents(lane, taken.length === 1 ? head.batch : merged(taken));
+      if (head.kind === 'timers') await this.steps.processTimers(lane, head.userIds);
+      else await this.steps.processEvents(lane, taken.length === 1 ? head.batch : merged(taken));
     } catch (err) {
       // Only a bug gets here (I/O errors are retried below); keep the lane alive and loud.
       this.o.logger.error({ partition: lane.partition, err: (err as Error).message }, 'lane batch failed');
@@ -288,204 +237,6 @@ export class Lanes {
     return lane.queue.splice(0, n);
   }
 
-  private async processEvents(lane: Lane, batch: PartitionBatch): Promise<void> {
-    const { metrics } = this.o;
-    const messages = batch.messages.filter((m) => m.offset > lane.fenceOffset);
-    metrics.eventsConsumed.inc(batch.messages.length);
-    if (messages.length === 0) return;
-    const first = (messages[0] as RawMessage).offset;
-    const last = (messages[messages.length - 1] as RawMessage).offset;
-    const now = this.o.clock();
-
-    const { events, sources, dead } = decodeBatch(messages, this.o.limits, now);
-
-    const userIds = [...new Set(events.map((e) => e.userId))];
-    const loaded = await this.loadUsers(lane, userIds);
-    if (!loaded) return;
-    // Sign-ups per device (referral checks): read only for batches with a deciding event.
-    const plan = planDeviceSignups(events, loaded, this.o.spec);
-    const sets = plan === null ? undefined : await this.retry('devices', lane, () => this.o.store.readDeviceSignups(plan));
-    if (sets === null) return;
-    const devices = sets === undefined ? undefined : { sets, partition: lane.partition, fence: lane.fenceOffset };
-    const decided = await this.decideBatch(lane, events, userIds, loaded, now, devices);
-    if (decided === null) return;
-    const { result, poisoned } = decided;
-    if (poisoned.length > 0) {
-      for (const p of poisoned) {
-        dead.push(deadLetter(sources[p.index] as RawMessage, ErrorCodes.EVENT_POISON, `the state step threw ${describeFailure(p.error)}; the event was skipped. Replay it from the dead-letter topic once the bug is fixed.`));
-      }
-      dead.sort((a, b) => a.offset - b.offset);
-      this.o.logger.error(
-        { code: ErrorCodes.EVENT_POISON, partition: lane.partition, offsets: poisoned.map((p) => (sources[p.index] as RawMessage).offset), err: describeFailure(poisoned[0]?.error) },
-        'the state step threw on events of this batch; they go to the dead-letter topic and the rest of the batch is applied',
-      );
-    }
-    // Dead letters are acknowledged before the fence moves past them: a crash in between
-    // re-reads the batch and sends them again (at least once) rather than losing them.
-    if (dead.length > 0) {
-      const sent = await this.retry('dead-letter', lane, () => this.o.dlq.send(dead).then(() => true));
-      if (!sent) return;
-      for (const d of dead) metrics.eventsInvalid.inc({ code: d.code });
-    }
-    if (result.signups.length > 0 && !(await this.writeSignups(lane, result, events, sources))) return;
-    const committed = await this.commit(lane, first, last, result);
-    if (!committed) return;
-    metrics.batchSize.observe(messages.length);
-    metrics.eventsApplied.inc(result.stats.applied);
-    if (result.stats.late) metrics.eventsLate.inc(result.stats.late);
-    if (result.stats.duplicates) metrics.eventsDuplicate.inc(result.stats.duplicates);
-    if (result.stats.clamped) metrics.eventsClamped.inc(result.stats.clamped);
-    // The batch's oldest event: its latency bounds every other event's in the batch. (The
-    // newest one, measured before, read a p50 of 20 ms while the true per-event p50 was 1.3 s.)
-    const oldest = messages[0]?.timestamp;
-    if (typeof oldest === 'number' && oldest > 0) metrics.eventToCommit.observe(Math.max(0, Date.now() - oldest) / 1000);
-    this.o.offsets.commit(lane.partition, last + 1);
-  }
-
-  /**
-   * The state step over a batch. A valid event the step throws on (a bug, or data it does not
-   * handle) becomes a dead letter and the rest of the batch is applied. Without isolation the
-   * whole batch was dropped with a log line: no dead letter, and its good events lost for good
-   * once the lane's next batch moved the fence past them (or, were it the last batch, the
-   * partition stuck behind it).
-   *
-   * The first run is given the loaded states to change in place (no copies: applyEvents'
-   * `owned`). When it throws, those states may be half changed, so they are loaded again and
-   * isolation runs on the fresh ones, copying as it goes (it runs the step several times on
-   * them). States from the lane's cache are never given away: the cache keeps them.
-   */
-  private async decideBatch(
-    lane: Lane,
-    events: readonly AppEvent[],
-    userIds: string[],
-    loaded: Map<string, UserState | undefined>,
-    now: number,
-    devices: DeviceSignupReads | undefined,
-  ): Promise<Isolated<StepResult> | null> {
-    const decide = this.o.decide ?? applyEvents;
-    const step = (subset: readonly AppEvent[], states: Map<string, UserState | undefined>, owned: boolean): StepResult =>
-      decide(subset, states, lane.streamTime, now, this.o.spec, devices, owned);
-    let states = loaded;
-    if (lane.cache.capacity === 0) {
-      try {
-        return { result: step(events, loaded, true), poisoned: [] };
-      } catch {
-        const fresh = await this.loadUsers(lane, userIds);
-        if (!fresh) return null;
-        states = fresh;
-      }
-    }
-    return isolatePoison(events, (subset) => step(subset, states, false));
-  }
-
-  private async processTimers(lane: Lane, userIds: string[]): Promise<void> {
-    const now = this.o.clock();
-    const loaded = await this.loadUsers(lane, userIds);
-    if (!loaded) return;
-    const decide = this.o.decideTimers ?? applyTimers;
-    const { result, poisoned } = isolatePoison(userIds, (subset) => decide(subset, loaded, now, this.o.spec));
-    // A user whose timer step throws keeps a timer, put off: left due, it would head every
-    // sweep's batch (oldest first) and fail it again, and the lane's other timers never fire.
-    for (const p of poisoned) result.timers.set(userIds[p.index] as string, now + TIMER_POISON_RETRY_MS);
-    if (poisoned.length > 0) {
-      this.o.metrics.timersPoisoned.inc(poisoned.length);
-      this.o.logger.error(
-        { code: ErrorCodes.TIMER_POISON, partition: lane.partition, users: poisoned.length, retryInMs: TIMER_POISON_RETRY_MS, err: describeFailure(poisoned[0]?.error) },
-        'the state step threw on due timers; those users\' timers are put off and the others fire',
-      );
-    }
-    result.streamTime = lane.streamTime;
-    if (await this.commit(lane, -1, -1, result)) this.o.metrics.timersFired.inc(result.stats.timersFired);
-  }
-
-  /**
-   * The sign-ups the step recorded, to their devices' sets, before the commit: a crash in
-   * between writes the same members again. Only the step's own (a poisoned event's is not).
-   */
-  private async writeSignups(lane: Lane, result: StepResult, events: readonly AppEvent[], sources: readonly RawMessage[]): Promise<boolean> {
-    // The step records sign-ups in event order, each naming its event object: one walk along
-    // the batch finds their offsets. (A map of every event id to its offset, built per batch,
-    // was 0.4% of the state core's CPU on a backlog.)
-    const writes: SignupWrite[] = [];
-    let i = 0;
-    for (const s of result.signups) {
-      while (i < events.length && events[i] !== s.event) i++;
-      if (i === events.length) throw new Error(`a sign-up names an event that is not in its batch, or not in order (event ${s.eventId})`);
-      writes.push({ set: s.set, spec: s.spec, userId: s.userId, at: s.at, eventId: s.eventId, partition: lane.partition, offset: (sources[i] as RawMessage).offset });
-    }
-    return (await this.retry('devices', lane, () => this.o.store.writeDeviceSignups(writes).then(() => true))) === true;
-  }
-
-  /** The users' states: from the lane's cache where it holds them, the rest in one MGET. */
-  private async loadUsers(lane: Lane, userIds: string[]): Promise<Map<string, UserState | undefined> | null> {
-    const cached = new Map<string, UserState | undefined>();
-    const missing = lane.cache.take(userIds, cached);
-    if (missing.length === 0) return cached;
-    const loaded = await this.retry('load', lane, () => this.o.store.loadUsers(lane.partition, missing));
-    if (!loaded) return null;
-    for (const [id, s] of cached) loaded.set(id, s);
-    return loaded;
-  }
-
-  private async commit(lane: Lane, first: number, last: number, result: StepResult): Promise<boolean> {
-    const started = process.hrtime.bigint();
-    const outcome = await this.retry('commit', lane, () => this.o.store.commit(lane.partition, lane.epoch, first, last, result));
-    if (!outcome) return false;
-    this.o.metrics.commitDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    this.o.metrics.commitOutcomes.inc({ outcome });
-    if (outcome !== 'committed') lane.cache.clear();
-    if (outcome === 'stale-epoch') {
-      // Another member claimed the lane: this one is a zombie and must stop writing.
-      lane.revoked = true;
-      this.o.logger.warn({ partition: lane.partition, epoch: lane.epoch }, 'lane fenced off by a newer owner; abandoning its in-flight work');
-      return false;
-    }
-    if (outcome === 'state-lost') {
-      // Redis lost acknowledged writes: the lane stops (going on would apply the next offsets
-      // over the gap) and the store's listener has the partition claimed again from the fence.
-      lane.revoked = true;
-      this.o.logger.warn({ partition: lane.partition, epoch: lane.epoch }, 'Redis lost this lane\'s last acknowledged commits; abandoning in-flight work, the lane is read again from its fence');
-      return false;
-    }
-    if (outcome === 'already-applied') {
-      const fence = await this.retry('fence', lane, () => this.o.store.readFence(lane.partition));
-      if (fence) lane.fenceOffset = fence.offset;
-      return false;
-    }
-    if (first >= 0) lane.fenceOffset = last;
-    lane.cache.putCommitted(result.states);
-    lane.streamTime = Math.max(lane.streamTime, result.streamTime);
-    for (const t of result.transitions) this.o.metrics.transitions.inc({ to: t.to });
-    if (result.transitions.length > 0) this.o.onTransitions?.(lane.partition, result.transitions);
-    if (result.outbox.length > 0) this.o.onTouches?.(lane.partition, result.outbox.length);
-    return true;
-  }
-
-  /**
-   * Retries an I/O step until it succeeds or the lane is revoked. A down Redis or broker
-   * pauses the lane (and, through the permits, the source) — it never drops the batch.
-   */
-  private async retry<T>(operation: string, lane: Lane, fn: () => Promise<T>): Promise<T | null> {
-    let delay = 100;
-    for (;;) {
-      // A revoked lane writes nothing more, not even after a success of its previous attempt.
-      if (lane.revoked) return null;
-      try {
-        return await fn();
-      } catch (err) {
-        // A commit whose reply was lost may or may not have landed: the cache no longer knows.
-        lane.cache.clear();
-        if (lane.revoked) return null;
-        this.o.metrics.redisErrors.inc({ operation });
-        this.o.logger.warn(
-          { partition: lane.partition, operation, err: (err as Error).message, retryInMs: delay },
-          `${operation} failed; the lane pauses and retries (check that Redis and Kafka are reachable)`,
-        );
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(MAX_RETRY_DELAY_MS, delay * 2);
-      }
-    }
-  }
 }
 
 /** Event batches of one partition, in offset order, as one batch. */

@@ -122,7 +122,7 @@ function bump(counters: CounterDeltas, hash: string, field: string | number, del
  * the step changes them in place instead of copying each one first. The copies, of the user
  * state and of its journey state, were the largest single cost of the journey step (a fifth
  * of its CPU, and garbage for every event). A caller that may run the step again on the same
- * states (poison isolation) must not pass true for those runs: see Lanes.decideBatch.
+ * states (poison isolation) must not pass true for those runs: see LaneSteps.decideBatch.
  */
 export function applyEvents(
   events: readonly AppEvent[],
