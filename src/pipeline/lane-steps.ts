@@ -151,16 +151,28 @@ export class LaneSteps {
     const step = (subset: readonly AppEvent[], states: Map<string, UserState | undefined>, owned: boolean): StepResult =>
       decide(subset, states, lane.streamTime, now, this.o.spec, devices, owned);
     let states = loaded;
+    let ownedFailure: unknown = null;
     if (lane.cache.capacity === 0) {
       try {
         return { result: step(events, loaded, true), poisoned: [] };
-      } catch {
+      } catch (err) {
+        ownedFailure = err;
         const fresh = await this.loadUsers(lane, userIds);
         if (!fresh) return null;
         states = fresh;
       }
     }
-    return isolatePoison(events, (subset) => step(subset, states, false));
+    const isolated = isolatePoison(events, (subset) => step(subset, states, false));
+    if (ownedFailure !== null && isolated.poisoned.length === 0) {
+      // The step threw on states it owned and not on copies of them: a bug of the in-place
+      // path. The batch is applied (the copying run is the reference), but it must not pass
+      // unseen.
+      this.o.logger.error(
+        { code: ErrorCodes.EVENT_POISON, partition: lane.partition, err: describeFailure(ownedFailure) },
+        'the state step threw on the states it was given to change in place, and not on copies of them (a bug: report it); the batch was applied from copies',
+      );
+    }
+    return isolated;
   }
 
   async processTimers(lane: LaneState, userIds: string[]): Promise<void> {
@@ -193,10 +205,19 @@ export class LaneSteps {
     // was 0.4% of the state core's CPU on a backlog.)
     const writes: SignupWrite[] = [];
     let i = 0;
+    let byId: Map<string, number> | null = null;
     for (const s of result.signups) {
-      while (i < events.length && events[i] !== s.event) i++;
-      if (i === events.length) throw new Error(`a sign-up names an event that is not in its batch, or not in order (event ${s.eventId})`);
-      writes.push({ set: s.set, spec: s.spec, userId: s.userId, at: s.at, eventId: s.eventId, partition: lane.partition, offset: (sources[i] as RawMessage).offset });
+      if (byId === null) while (i < events.length && events[i] !== s.event) i++;
+      let offset: number | undefined;
+      if (byId === null && i < events.length) offset = (sources[i] as RawMessage).offset;
+      else {
+        // A step that copied its events (a test's, or a future one): from here on, find them by
+        // id instead (the first occurrence of each).
+        byId ??= firstOffsets(events, sources);
+        offset = byId.get(s.eventId);
+      }
+      if (offset === undefined) throw new Error(`a sign-up names an event that is not in its batch (event ${s.eventId})`);
+      writes.push({ set: s.set, spec: s.spec, userId: s.userId, at: s.at, eventId: s.eventId, partition: lane.partition, offset });
     }
     return (await this.retry('devices', lane, () => this.o.store.writeDeviceSignups(writes).then(() => true))) === true;
   }
@@ -271,4 +292,11 @@ export class LaneSteps {
       }
     }
   }
+}
+
+/** The offset of each event id's first occurrence in the batch. */
+function firstOffsets(events: readonly AppEvent[], sources: readonly RawMessage[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (let i = events.length - 1; i >= 0; i--) out.set((events[i] as AppEvent).eventId, (sources[i] as RawMessage).offset);
+  return out;
 }

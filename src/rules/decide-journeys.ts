@@ -13,8 +13,9 @@ import type { JourneySpec, RulesSpec } from './rules-spec.js';
 
 /**
  * The journey step for one user: an event (or a timer tick) in, touch decisions with reasons,
- * cancellations, conversions and the user's new journey state out. Pure: no I/O, no clock;
- * the same input gives the same output, touch ids included, in any process.
+ * cancellations, conversions and the user's new journey state out. No I/O, no clock: the same
+ * input gives the same output, touch ids included, in any process. The input state is left as
+ * it was, unless the caller gives it away (`owned`): it is then changed in place and returned.
  *
  * Order within a call: consent choices, exits, in-time follow-ups and inactivity push-backs
  * first (they must win over a deadline passing in the same call); then waits due by the wall

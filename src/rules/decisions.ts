@@ -12,7 +12,10 @@ export interface JourneyInput {
   userId: string;
   /** The wall clock: judges the age of triggers and when timers are due. */
   now: number;
-  /** The user's facts before the event (null for a user never seen) and after it. */
+  /**
+   * The user's facts before the event (null for a user never seen) and after it. `before` has no
+   * active-hour histogram (`activeHours` null): send times read `after`'s.
+   */
   before: UserFacts | null;
   after: UserFacts;
   /** The event as the state step applied it (a far-future time clamped); null on a timer tick. */

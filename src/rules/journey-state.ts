@@ -148,15 +148,23 @@ export function cloneJourneyState(s: JourneyUserState): JourneyUserState {
 
 /**
  * The given state itself, to be changed in place, with what cloneJourneyState fills in for a
- * state stored by an older version filled in the same way (decodeUserState fills the top-level
- * lists; an entry may lack `pending`).
+ * state stored by an older version (or with a null where a list belongs) filled in the same way.
+ * Fields it does not know are kept, as decodeUserState keeps a user's: a state written by a
+ * newer version and read by an older one after a rollback does not lose them.
  */
 export function adoptJourneyState(s: JourneyUserState): JourneyUserState {
+  s.entries ??= {};
   for (const k in s.entries) {
     const e = s.entries[k]!;
-    if (e.pending === undefined) e.pending = [];
+    e.pending ??= [];
   }
-  if (s.firstTimeSeen === undefined) s.firstTimeSeen = [];
+  s.waits ??= [];
+  s.history ??= [];
+  s.lastTouchByChannel ??= {};
+  s.consent ??= {};
+  s.firstTimeSeen ??= [];
+  s.fired ??= [];
+  s.cancelled ??= [];
   return s;
 }
 

@@ -21,9 +21,11 @@ import type { UserState } from './user-state.js';
 export const journeyHash = (journeyId: string): string => `j:${journeyId}`;
 
 /**
- * The facts before an event, kept while the state step applies it: the counter and streak maps
- * are copied (applying the event replaces their entries), and the sums are computed only if a
- * rule reads them (few do; each costs a walk over the buckets).
+ * The facts before an event, kept while the state step applies it (the step may change the state
+ * in place): the traits, counter, streak and sum maps are copied (applying the event replaces
+ * their entries, it does not change them), the sums are computed only if a rule reads them (few
+ * do; each costs a walk over the buckets), and the active-hour histogram is not kept
+ * (`activeHours` is null: no rule reads it before the event, and the step counts in place).
  */
 export function factsOf(s: UserState, now: number, spec: StateSpec): UserFacts {
   return facts(s, now, spec, true);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import kafkaJs from '@confluentinc/kafka-javascript';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
@@ -6,7 +7,7 @@ import { encodeEvent, type AppEvent } from '../../src/contract/event.js';
 import { DEFAULT_EVENT_LIMITS } from '../../src/contract/validate.js';
 import { Engine } from '../../src/engine/engine.js';
 import { compileStateSpec } from '../../src/engine/state-spec.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { PipelineMetrics } from '../../src/metrics/pipeline-metrics.js';
 import { createMetricsRegistry } from '../../src/metrics/registry.js';
 import { TIMER_POISON_RETRY_MS } from '../../src/pipeline/lane-steps.js';
@@ -79,7 +80,7 @@ describe('a poison event in a lane (real Redis)', () => {
   });
   afterAll(() => dropNamespace(redis, namespace));
 
-  function lanesFor(options: { decide?: typeof applyEvents; decideTimers?: typeof applyTimers; clock?: () => number } = {}) {
+  function lanesFor(options: { decide?: typeof applyEvents; decideTimers?: typeof applyTimers; clock?: () => number; logger?: Logger } = {}) {
     const registry = createMetricsRegistry({ processMetrics: false });
     const metrics = new PipelineMetrics(registry);
     const dead: DeadLetter[] = [];
@@ -91,7 +92,7 @@ describe('a poison event in a lane (real Redis)', () => {
       dlq: { send: async (entries) => void dead.push(...entries) },
       offsets: { commit: (partition, next) => void commits.push([partition, next]) },
       metrics,
-      logger: silentLogger(),
+      logger: options.logger ?? silentLogger(),
       clock: options.clock ?? (() => T0 + DAY),
       decide: options.decide ?? poisonedDecide,
       ...(options.decideTimers ? { decideTimers: options.decideTimers } : {}),
@@ -165,6 +166,30 @@ describe('a poison event in a lane (real Redis)', () => {
     expect(stored?.lastSeen).toBe(T0 + DAY / 2 + 2_000);
     expect((await metrics.eventsApplied.get()).values[0]?.value).toBe(3);
     expect((await metrics.eventsDuplicate.get()).values.reduce((n, v) => n + v.value, 0)).toBe(0);
+  });
+
+  it('applies a batch from copies, and says so, when the step throws only on the states it was given to change', async () => {
+    // A bug of the in-place path alone: the copying run (isolation's) is the reference and
+    // passes, so nothing is dead-lettered; the failure must still be logged, not swallowed.
+    const ownedOnly: typeof applyEvents = (events, loaded, streamTime, now, stepSpec, devices, owned) => {
+      if (owned === true) throw new RangeError('the in-place path is broken');
+      return applyEvents(events, loaded, streamTime, now, stepSpec, devices, owned);
+    };
+    const lines: string[] = [];
+    const logger = createLogger({ destination: new Writable({ write: (chunk: Buffer, _enc, done) => void (lines.push(chunk.toString()), done()) }) });
+    const { lanes, metrics, dead } = lanesFor({ decide: ownedOnly, logger });
+    await lanes.assign([3]);
+    const batch = [event('o1', 'u-owned', T0), event('o2', 'u-owned', T0 + 1_000)];
+    await lanes.submit({ partition: 3, messages: batch.map((e, i) => ({ partition: 3, offset: i, key: e.userId, value: Buffer.from(encodeEvent(e)), timestamp: T0 })) });
+    await lanes.idle();
+
+    expect(dead).toEqual([]);
+    expect((await store.loadUsers(3, ['u-owned'])).get('u-owned')?.recentIds).toEqual(['o1', 'o2']);
+    expect((await metrics.eventsApplied.get()).values[0]?.value).toBe(2);
+    const logged = lines.map((l) => JSON.parse(l) as { level: string; msg: string; err?: string; code?: string }).filter((l) => l.level === 'error');
+    expect(logged).toHaveLength(1);
+    expect(logged[0]?.msg).toMatch(/threw on the states it was given to change in place, and not on copies/);
+    expect(logged[0]?.err).toMatch(/^RangeError at /);
   });
 
   it('puts off the timer of a user the timer step throws on, and fires the others', async () => {
