@@ -82,3 +82,18 @@ function planFor(spec: RulesSpec, can: (f: Filter) => boolean): EventPlan {
     consent: spec.policy.consent.events.some((r) => can(r.match)),
   };
 }
+
+/**
+ * Test seam, not for production callers: a copy of `spec` (the same frozen journeys and policy)
+ * whose every event gets the plan listing every journey in every role, with consent on. Each
+ * role's code still tests the real filter per event, so `decideJourneys` on this copy decides
+ * what the rules say without the index, and tests/unit/event-index.test.ts checks the index
+ * against it (the index must only ever be an optimisation). Never used by src/.
+ */
+export function specWithFullPlanForTests(spec: RulesSpec): RulesSpec {
+  const copy = Object.freeze({ ...spec });
+  const all = spec.journeys;
+  const full: EventPlan = { exits: all, followUps: all, inactivity: all, conversions: all, triggers: all, consent: true };
+  PLANS.set(copy, { byName: new Map(), other: full });
+  return copy;
+}
