@@ -32,6 +32,18 @@ export type CommitOutcome = 'committed' | 'stale-epoch' | 'state-lost' | 'alread
  */
 export type StateLostListener = (partition: number, seenOffset: number) => void;
 
+/** A commit's script keys and arguments (LaneStore.prepareCommit), ready to send. */
+export interface PreparedCommit {
+  partition: number;
+  firstOffset: number;
+  lastOffset: number;
+  keys: string[];
+  args: (string | number)[];
+}
+
+/** Where the highest acknowledged fence goes in the commit script's arguments (ARGV[8]). */
+const SEEN_ARG = 7;
+
 interface CommitCommand {
   nudgeCommitBatch(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
 }
@@ -178,9 +190,19 @@ export class LaneStore {
    * refused, with nothing written, when the epoch is stale or the offsets were applied before.
    */
   async commit(partition: number, epoch: number, firstOffset: number, lastOffset: number, result: StepResult): Promise<CommitOutcome> {
+    return this.sendCommit(this.prepareCommit(partition, epoch, firstOffset, lastOffset, result));
+  }
+
+  /**
+   * The commit script's keys and arguments for a step result, built once: the caller may then
+   * let go of the result's states (the encoded strings are all the script needs), and a commit
+   * retried after a failure sends the same arguments again.
+   */
+  prepareCommit(partition: number, epoch: number, firstOffset: number, lastOffset: number, result: StepResult): PreparedCommit {
     const k = this.keys(partition);
     const keys: string[] = [k.fence, k.timers, k.outbox];
-    const args: (string | number)[] = [epoch, firstOffset, lastOffset, result.streamTime, result.states.size, result.timers.size, result.counters.size, this.seen.get(partition) ?? -1];
+    // Argument 8 (the highest fence Redis acknowledged) is set when the commit is sent.
+    const args: (string | number)[] = [epoch, firstOffset, lastOffset, result.streamTime, result.states.size, result.timers.size, result.counters.size, -1];
     for (const userId of result.states.keys()) keys.push(k.user(userId));
     for (const state of result.states.values()) args.push(encodeUserState(state));
     for (const [userId, due] of result.timers) args.push(userId, due === null ? '' : due);
@@ -200,7 +222,14 @@ export class LaneStore {
     }
     args.push(result.outbox.length);
     for (const entry of result.outbox) args.push(entry.field, entry.value);
-    const code = await (this.redis as unknown as CommitCommand).nudgeCommitBatch(keys.length, ...keys, ...args);
+    return { partition, firstOffset, lastOffset, keys, args };
+  }
+
+  /** Sends a prepared commit (again, after a failure: the same arguments). */
+  async sendCommit(c: PreparedCommit): Promise<CommitOutcome> {
+    const { partition, firstOffset, lastOffset } = c;
+    c.args[SEEN_ARG] = this.seen.get(partition) ?? -1;
+    const code = await (this.redis as unknown as CommitCommand).nudgeCommitBatch(c.keys.length, ...c.keys, ...c.args);
     if (code === 1) {
       if (firstOffset >= 0) this.see(partition, lastOffset);
       return 'committed';

@@ -8,9 +8,9 @@ import { silentLogger } from '../../src/log.js';
 import { PipelineMetrics } from '../../src/metrics/pipeline-metrics.js';
 import { createMetricsRegistry } from '../../src/metrics/registry.js';
 import { Lanes } from '../../src/pipeline/lanes.js';
-import { applyEvents, type StepResult } from '../../src/state/decide.js';
+import { applyEvents } from '../../src/state/decide.js';
 import { laneKeys } from '../../src/state/keys.js';
-import { LaneStore, type CommitOutcome } from '../../src/state/lane-store.js';
+import { LaneStore, type CommitOutcome, type PreparedCommit } from '../../src/state/lane-store.js';
 import type { StateSpec } from '../../src/state/spec.js';
 import { decodeUserState, type UserState } from '../../src/state/user-state.js';
 import { dropNamespace, testConfig } from '../support/engine-harness.js';
@@ -38,9 +38,9 @@ class ObservedStore extends LaneStore {
     return super.loadUsers(partition, userIds);
   }
 
-  override async commit(partition: number, epoch: number, first: number, last: number, result: StepResult): Promise<CommitOutcome> {
-    const outcome = await super.commit(partition, epoch, first, last, result);
-    if (this.loseNextReply && first >= 0) {
+  override async sendCommit(c: PreparedCommit): Promise<CommitOutcome> {
+    const outcome = await super.sendCommit(c);
+    if (this.loseNextReply && c.firstOffset >= 0) {
       this.loseNextReply = false;
       throw new Error('connection reset (the script ran; its reply was lost)');
     }
@@ -175,11 +175,11 @@ time:
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => (release = r));
     class GatedStore extends LaneStore {
-      override async commit(partition: number, epoch: number, first: number, last: number, result: StepResult): Promise<CommitOutcome> {
+      override async sendCommit(c: PreparedCommit): Promise<CommitOutcome> {
         // The first commit waits until the later batches are queued behind it.
         if (commits.length === 0) await gate;
-        commits.push([first, last]);
-        return super.commit(partition, epoch, first, last, result);
+        commits.push([c.firstOffset, c.lastOffset]);
+        return super.sendCommit(c);
       }
     }
     const offsets: number[] = [];
