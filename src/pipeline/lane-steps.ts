@@ -12,7 +12,7 @@ import type { UserState } from '../state/user-state.js';
 import { deadLetter, decodeBatch } from './decode-batch.js';
 import { describeFailure, isolatePoison, type Isolated } from './isolate-poison.js';
 import type { LaneStateCache } from './lane-state-cache.js';
-import type { DeadLetterSink, OffsetCommitter, PartitionBatch, RawMessage } from './types.js';
+import type { DeadLetter, DeadLetterSink, OffsetCommitter, PartitionBatch, RawMessage } from './types.js';
 
 /**
  * What one turn of a lane does with the work it took (lanes.ts schedules the turns): an event
@@ -111,14 +111,33 @@ export class LaneSteps {
   }
 
   /**
-   * Everything of an event batch up to its commit: decode, load, the step, dead letters, device
-   * sign-ups, and the commit's arguments. Its own function so that the batch's decoded events
-   * and states are unreachable once it returns: the commit's round trip then holds only the
-   * encoded strings, and the states die young instead of being copied by the scavenges that
-   * other lanes' work triggers meanwhile (on a backlog, 243 MB of 1.36 GB allocated was promoted
-   * to the old generation, and scavenges took ~15% of the state core's CPU).
+   * Everything of an event batch up to its commit: decode, load, the step, the commit's
+   * arguments, then dead letters and device sign-ups. The decoded events and states stay inside
+   * `planEvents`, so nothing holds them once it has returned: the round trips that follow (dead
+   * letters, sign-ups, the commit) hold only encoded strings, and the states die young instead
+   * of being copied by the scavenges other lanes' work triggers meanwhile (on a backlog, 243 MB
+   * of 1.36 GB allocated was promoted to the old generation, and scavenges took ~15% of the
+   * state core's CPU).
    */
   private async stepEvents(lane: LaneState, batch: PartitionBatch): Promise<ReadyEvents | null> {
+    const planned = await this.planEvents(lane, batch);
+    if (planned === null) return null;
+    const { ready, dead, signups } = planned;
+    // Dead letters are acknowledged before the fence moves past them: a crash in between
+    // re-reads the batch and sends them again (at least once) rather than losing them.
+    if (dead.length > 0) {
+      const sent = await this.retry('dead-letter', lane, () => this.o.dlq.send(dead).then(() => true));
+      if (!sent) return null;
+      for (const d of dead) this.o.metrics.eventsInvalid.inc({ code: d.code });
+    }
+    // The sign-ups the step recorded go to their devices' sets before the commit: a crash in
+    // between writes the same members again. Only the step's own (a poisoned event's is not).
+    if (signups.length > 0 && (await this.retry('devices', lane, () => this.o.store.writeDeviceSignups(signups).then(() => true))) !== true) return null;
+    return ready;
+  }
+
+  /** Decode, load and step an event batch; returns what its commit and the writes before it need. */
+  private async planEvents(lane: LaneState, batch: PartitionBatch): Promise<{ ready: ReadyEvents; dead: DeadLetter[]; signups: SignupWrite[] } | null> {
     const { metrics } = this.o;
     const messages = batch.messages.filter((m) => m.offset > lane.fenceOffset);
     metrics.eventsConsumed.inc(batch.messages.length);
@@ -150,15 +169,11 @@ export class LaneSteps {
         'the state step threw on events of this batch; they go to the dead-letter topic and the rest of the batch is applied',
       );
     }
-    // Dead letters are acknowledged before the fence moves past them: a crash in between
-    // re-reads the batch and sends them again (at least once) rather than losing them.
-    if (dead.length > 0) {
-      const sent = await this.retry('dead-letter', lane, () => this.o.dlq.send(dead).then(() => true));
-      if (!sent) return null;
-      for (const d of dead) metrics.eventsInvalid.inc({ code: d.code });
-    }
-    if (result.signups.length > 0 && !(await this.writeSignups(lane, result, events, sources))) return null;
-    return { plan: this.planCommit(lane, first, last, result), stats: result.stats, messages: messages.length, oldest: messages[0]?.timestamp };
+    return {
+      ready: { plan: this.planCommit(lane, first, last, result), stats: result.stats, messages: messages.length, oldest: messages[0]?.timestamp },
+      dead,
+      signups: result.signups.length > 0 ? signupWrites(lane.partition, result, events, sources) : [],
+    };
   }
 
   /**
@@ -227,33 +242,6 @@ export class LaneSteps {
     }
     result.streamTime = lane.streamTime;
     if (await this.commit(lane, this.planCommit(lane, -1, -1, result))) this.o.metrics.timersFired.inc(result.stats.timersFired);
-  }
-
-  /**
-   * The sign-ups the step recorded, to their devices' sets, before the commit: a crash in
-   * between writes the same members again. Only the step's own (a poisoned event's is not).
-   */
-  private async writeSignups(lane: LaneState, result: StepResult, events: readonly AppEvent[], sources: readonly RawMessage[]): Promise<boolean> {
-    // The step records sign-ups in event order, each naming its event object: one walk along
-    // the batch finds their offsets. (A map of every event id to its offset, built per batch,
-    // was 0.4% of the state core's CPU on a backlog.)
-    const writes: SignupWrite[] = [];
-    let i = 0;
-    let byId: Map<string, number> | null = null;
-    for (const s of result.signups) {
-      if (byId === null) while (i < events.length && events[i] !== s.event) i++;
-      let offset: number | undefined;
-      if (byId === null && i < events.length) offset = (sources[i] as RawMessage).offset;
-      else {
-        // A step that copied its events (a test's, or a future one): from here on, find them by
-        // id instead (the first occurrence of each).
-        byId ??= firstOffsets(events, sources);
-        offset = byId.get(s.eventId);
-      }
-      if (offset === undefined) throw new Error(`a sign-up names an event that is not in its batch (event ${s.eventId})`);
-      writes.push({ set: s.set, spec: s.spec, userId: s.userId, at: s.at, eventId: s.eventId, partition: lane.partition, offset });
-    }
-    return (await this.retry('devices', lane, () => this.o.store.writeDeviceSignups(writes).then(() => true))) === true;
   }
 
   /** The users' states: from the lane's cache where it holds them, the rest in one MGET. */
@@ -338,6 +326,32 @@ export class LaneSteps {
       }
     }
   }
+}
+
+/**
+ * The sign-ups the step recorded, each with the partition and offset of its event. The step
+ * records them in event order, each naming its event object: one walk along the batch finds their
+ * offsets. (A map of every event id to its offset, built per batch, was 0.4% of the state core's
+ * CPU on a backlog.)
+ */
+function signupWrites(partition: number, result: StepResult, events: readonly AppEvent[], sources: readonly RawMessage[]): SignupWrite[] {
+  const writes: SignupWrite[] = [];
+  let i = 0;
+  let byId: Map<string, number> | null = null;
+  for (const s of result.signups) {
+    if (byId === null) while (i < events.length && events[i] !== s.event) i++;
+    let offset: number | undefined;
+    if (byId === null && i < events.length) offset = (sources[i] as RawMessage).offset;
+    else {
+      // A step that copied its events (a test's, or a future one): from here on, find them by
+      // id instead (the first occurrence of each).
+      byId ??= firstOffsets(events, sources);
+      offset = byId.get(s.eventId);
+    }
+    if (offset === undefined) throw new Error(`a sign-up names an event that is not in its batch (event ${s.eventId})`);
+    writes.push({ set: s.set, spec: s.spec, userId: s.userId, at: s.at, eventId: s.eventId, partition, offset });
+  }
+  return writes;
 }
 
 /** The offset of each event id's first occurrence in the batch. */
