@@ -196,7 +196,7 @@ export class LaneStore {
   /**
    * The commit script's keys and arguments for a step result, built once: the caller may then
    * let go of the result's states (the encoded strings are all the script needs), and a commit
-   * retried after a failure sends the same arguments again.
+   * retried after a failure sends the same arguments again, except ARGV[8], read at each send.
    */
   prepareCommit(partition: number, epoch: number, firstOffset: number, lastOffset: number, result: StepResult): PreparedCommit {
     const k = this.keys(partition);
@@ -225,7 +225,10 @@ export class LaneStore {
     return { partition, firstOffset, lastOffset, keys, args };
   }
 
-  /** Sends a prepared commit (again, after a failure: the same arguments). */
+  /**
+   * Sends a prepared commit (again, after a failure: the same arguments, with the fence this
+   * store last saw acknowledged read anew).
+   */
   async sendCommit(c: PreparedCommit): Promise<CommitOutcome> {
     const { partition, firstOffset, lastOffset } = c;
     c.args[SEEN_ARG] = this.seen.get(partition) ?? -1;

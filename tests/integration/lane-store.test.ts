@@ -128,6 +128,22 @@ describe('LaneStore against a real Redis', () => {
     expect(await store.commit(5, again.epoch, 5, 9, batch('l3', T0 + 3))).toBe('committed');
   });
 
+  it('a prepared commit is checked against the fence acknowledged when it is sent, not when it was prepared', async () => {
+    // The lanes prepare a batch's commit before its dead letters and sign-ups are sent; Redis can
+    // lose writes in between, and the commit must then be refused like any other.
+    const lost: Array<[number, number]> = [];
+    const store = new LaneStore(redis, namespace, 'events', (p, seen) => lost.push([p, seen]));
+    const { epoch } = await store.claim(7);
+    const batch = (id: string, t: number) => applyEvents([ev(id, 'u7', t)], new Map(), 0, T0, spec);
+    const later = store.prepareCommit(7, epoch, 10, 12, batch('p1', T0 + 1));
+    expect(await store.commit(7, epoch, 0, 9, batch('p0', T0))).toBe('committed');
+    await redis.hset(store.keys(7).fence, 'offset', '4');
+    expect(await store.sendCommit(later)).toBe('state-lost');
+    expect((await store.readFence(7)).offset).toBe(4);
+    await until('the state-lost report', 5_000, () => lost.length > 0, 1);
+    expect(lost).toEqual([[7, 9]]);
+  });
+
   it('checkFences finds an idle lane whose fence Redis lost and reports it once', async () => {
     const lost: number[] = [];
     const store = new LaneStore(redis, namespace, 'events', (p) => lost.push(p));
