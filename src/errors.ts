@@ -47,6 +47,11 @@ export const ErrorCodes = {
    * `TIMER_POISON_RETRY_MS` in pipeline/lane-steps.ts) so the lane's other timers still fire.
    */
   TIMER_POISON: 'NUDGE_TIMER_POISON',
+  /**
+   * The state step threw on the states a lane gave it to change in place, and not on copies of
+   * them: a bug of the in-place path. The batch is applied from copies; nothing is lost.
+   */
+  STEP_IN_PLACE: 'NUDGE_STEP_IN_PLACE',
   /** An outbox entry or a touch job does not match the touch job contract (DESIGN §2.2). */
   TOUCH_INVALID: 'NUDGE_TOUCH_INVALID',
   /** A channel provider failed in a way that may pass (5xx, 429, timeout, network); retried with backoff. */

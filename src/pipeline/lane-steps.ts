@@ -97,10 +97,30 @@ interface ReadyEvents {
 export class LaneSteps {
   constructor(private readonly o: LaneStepsOptions) {}
 
+  /**
+   * An event batch: `planEvents` decodes, loads and steps it and prepares its commit; then its
+   * dead letters and device sign-ups are sent, and the commit. The decoded events and states
+   * stay inside `planEvents`, so nothing holds them once it has returned: the round trips that
+   * follow hold only encoded strings (and, with the lane's state cache on, the committed states
+   * the cache will keep), and the states die young instead of being copied by the scavenges other
+   * lanes' work triggers meanwhile (on a backlog, 243 MB of 1.36 GB allocated was promoted to the
+   * old generation, and scavenges took ~15% of the state core's CPU).
+   */
   async processEvents(lane: LaneState, batch: PartitionBatch): Promise<void> {
     const { metrics } = this.o;
-    const ready = await this.stepEvents(lane, batch);
-    if (ready === null) return;
+    const planned = await this.planEvents(lane, batch);
+    if (planned === null) return;
+    const { ready, dead, signups } = planned;
+    // Dead letters are acknowledged before the fence moves past them: a crash in between
+    // re-reads the batch and sends them again (at least once) rather than losing them.
+    if (dead.length > 0) {
+      const sent = await this.retry('dead-letter', lane, () => this.o.dlq.send(dead).then(() => true));
+      if (!sent) return;
+      for (const d of dead) metrics.eventsInvalid.inc({ code: d.code });
+    }
+    // The sign-ups the step recorded go to their devices' sets before the commit: a crash in
+    // between writes the same members again. Only the step's own (a poisoned event's is not).
+    if (signups.length > 0 && (await this.retry('devices', lane, () => this.o.store.writeDeviceSignups(signups).then(() => true))) !== true) return;
     if (!(await this.commit(lane, ready.plan))) return;
     metrics.batchSize.observe(ready.messages);
     metrics.eventsApplied.inc(ready.stats.applied);
@@ -111,33 +131,6 @@ export class LaneSteps {
     // newest one, measured before, read a p50 of 20 ms while the true per-event p50 was 1.3 s.)
     if (typeof ready.oldest === 'number' && ready.oldest > 0) metrics.eventToCommit.observe(Math.max(0, Date.now() - ready.oldest) / 1000);
     this.o.offsets.commit(lane.partition, ready.plan.prepared.lastOffset + 1);
-  }
-
-  /**
-   * Everything of an event batch up to its commit: decode, load, the step, the commit's
-   * arguments, then dead letters and device sign-ups. The decoded events and states stay inside
-   * `planEvents`, so nothing holds them once it has returned: the round trips that follow (dead
-   * letters, sign-ups, the commit) hold only encoded strings (and, with the lane's state cache
-   * on, the committed states the cache will keep), and the states die young instead
-   * of being copied by the scavenges other lanes' work triggers meanwhile (on a backlog, 243 MB
-   * of 1.36 GB allocated was promoted to the old generation, and scavenges took ~15% of the
-   * state core's CPU).
-   */
-  private async stepEvents(lane: LaneState, batch: PartitionBatch): Promise<ReadyEvents | null> {
-    const planned = await this.planEvents(lane, batch);
-    if (planned === null) return null;
-    const { ready, dead, signups } = planned;
-    // Dead letters are acknowledged before the fence moves past them: a crash in between
-    // re-reads the batch and sends them again (at least once) rather than losing them.
-    if (dead.length > 0) {
-      const sent = await this.retry('dead-letter', lane, () => this.o.dlq.send(dead).then(() => true));
-      if (!sent) return null;
-      for (const d of dead) this.o.metrics.eventsInvalid.inc({ code: d.code });
-    }
-    // The sign-ups the step recorded go to their devices' sets before the commit: a crash in
-    // between writes the same members again. Only the step's own (a poisoned event's is not).
-    if (signups.length > 0 && (await this.retry('devices', lane, () => this.o.store.writeDeviceSignups(signups).then(() => true))) !== true) return null;
-    return ready;
   }
 
   /** Decode, load and step an event batch; returns what its commit and the writes before it need. */
@@ -173,9 +166,7 @@ export class LaneSteps {
         'the state step threw on events of this batch; they go to the dead-letter topic and the rest of the batch is applied',
       );
     }
-    // Inside a retry, as when the commit built its arguments itself: a throw there pauses the
-    // lane (and is retried) instead of failing the batch past its dead letters.
-    const commit = await this.retry('commit', lane, async () => this.planCommit(lane, first, last, result));
+    const commit = await this.planCommit(lane, first, last, result);
     if (commit === null) return null;
     return {
       ready: { plan: commit, stats: result.stats, messages: messages.length, oldest: messages[0]?.timestamp },
@@ -225,7 +216,7 @@ export class LaneSteps {
       // path. The batch is applied (the copying run is the reference), but it must not pass
       // unseen.
       this.o.logger.error(
-        { code: ErrorCodes.EVENT_POISON, partition: lane.partition, err: describeFailure(ownedFailure) },
+        { code: ErrorCodes.STEP_IN_PLACE, partition: lane.partition, err: describeFailure(ownedFailure) },
         'the state step threw on the states it was given to change in place, and not on copies of them (a bug: report it); the batch was applied from copies',
       );
     }
@@ -249,7 +240,8 @@ export class LaneSteps {
       );
     }
     result.streamTime = lane.streamTime;
-    if (await this.commit(lane, this.planCommit(lane, -1, -1, result))) this.o.metrics.timersFired.inc(result.stats.timersFired);
+    const plan = await this.planCommit(lane, -1, -1, result);
+    if (plan !== null && (await this.commit(lane, plan))) this.o.metrics.timersFired.inc(result.stats.timersFired);
   }
 
   /** The users' states: from the lane's cache where it holds them, the rest in one MGET. */
@@ -264,14 +256,16 @@ export class LaneSteps {
   }
 
   /** What a commit needs of a step result; the states only when the lane keeps a cache. */
-  private planCommit(lane: LaneState, first: number, last: number, result: StepResult): CommitPlan {
-    return {
+  private planCommit(lane: LaneState, first: number, last: number, result: StepResult): Promise<CommitPlan | null> {
+    // Inside the commit's retry, as when the commit built its arguments itself: a throw there
+    // pauses the lane (and is retried) instead of failing the batch past its dead letters.
+    return this.retry('commit', lane, async () => ({
       prepared: this.o.store.prepareCommit(lane.partition, lane.epoch, first, last, result),
       states: lane.cache.capacity > 0 ? result.states : null,
       streamTime: result.streamTime,
       transitions: result.transitions,
       touches: result.outbox.length,
-    };
+    }));
   }
 
   private async commit(lane: LaneState, plan: CommitPlan): Promise<boolean> {

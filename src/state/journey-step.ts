@@ -151,7 +151,7 @@ export function runJourneys(
     after: currentFacts(s, now, spec, devices),
     event,
     state: s.journeys ?? null,
-    ...(journeysOwned ? { owned: true } : {}),
+    owned: journeysOwned,
     ...(budgets !== undefined ? { budgets } : {}),
   });
   s.journeys = result.state;
