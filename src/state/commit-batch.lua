@@ -12,7 +12,7 @@
 
   ARGV[1]  epoch the lane was assigned with
   ARGV[2]  first offset of the batch, or -1 for a timer batch (no offset to advance)
-  ARGV[3]  last offset of the batch
+  ARGV[3]  last offset of the batch; for a timer batch, its token (unique per store and batch)
   ARGV[4]  stream time after the batch (ms)
   ARGV[5]  U, number of user states
   ARGV[6]  T, number of timer changes
@@ -26,7 +26,8 @@
 
   Output:  1 committed
           -1 stale epoch: another consumer owns the lane now (this one is a zombie)
-          -2 already applied: the batch starts at or below the fence (a replay)
+          -2 already applied: the batch starts at or below the fence (a replay), or a timer batch
+             whose token was the last one applied (sent again after its reply was lost)
           -3 fence behind: Redis' fence (or epoch) is below what this lane saw acknowledged, so
              Redis lost writes (a restart from an AOF missing its last second, a failover to a lagging
              replica); committing would skip the lost offsets for good
@@ -47,6 +48,15 @@ if first >= 0 then
     return -2
   end
   redis.call('HSET', KEYS[1], 'offset', ARGV[3])
+else
+  -- A timer batch has no offsets to fence it, and its counter increments (stage counts) are not
+  -- idempotent: sent again after a lost reply, it would add them twice. The lane sends one batch
+  -- at a time and retries only its last, so remembering the last token applied is enough.
+  local token = ARGV[1] .. ':' .. ARGV[3]
+  if redis.call('HGET', KEYS[1], 'timerBatch') == token then
+    return -2
+  end
+  redis.call('HSET', KEYS[1], 'timerBatch', token)
 end
 local streamTime = tonumber(ARGV[4])
 local knownStreamTime = tonumber(redis.call('HGET', KEYS[1], 'streamTime') or '0')

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { laneKeys, lanesKey, type LaneKeys } from './keys.js';
@@ -19,7 +20,8 @@ export interface LaneFence {
 /**
  * `stale-epoch`: another owner claimed the lane (a zombie's commit). `state-lost`: Redis' fence is
  * behind what this store saw acknowledged (Redis lost writes); refused until the lane is claimed
- * again and re-read from the fence. `already-applied`: a replay at or below the fence.
+ * again and re-read from the fence. `already-applied`: a replay at or below the fence, or a timer
+ * batch sent again after it landed (its reply lost).
  */
 export type CommitOutcome = 'committed' | 'stale-epoch' | 'state-lost' | 'already-applied';
 
@@ -67,6 +69,12 @@ export class LaneStore {
    */
   private readonly reported = new Set<number>();
   private readonly devices: DeviceSignupStore;
+  /**
+   * Timer batches have no offsets: each gets a token, this store's id and a sequence number,
+   * that the commit script remembers per lane so a batch sent again is applied once.
+   */
+  private readonly storeId = randomBytes(6).toString('base64url');
+  private timerBatches = 0;
 
   constructor(
     private readonly redis: Redis,
@@ -202,7 +210,8 @@ export class LaneStore {
     const k = this.keys(partition);
     const keys: string[] = [k.fence, k.timers, k.outbox];
     // Argument 8 (the highest fence Redis acknowledged) is set when the commit is sent.
-    const args: (string | number)[] = [epoch, firstOffset, lastOffset, result.streamTime, result.states.size, result.timers.size, result.counters.size, -1];
+    const last = firstOffset >= 0 ? lastOffset : `${this.storeId}:${++this.timerBatches}`;
+    const args: (string | number)[] = [epoch, firstOffset, last, result.streamTime, result.states.size, result.timers.size, result.counters.size, -1];
     for (const userId of result.states.keys()) keys.push(k.user(userId));
     for (const state of result.states.values()) args.push(encodeUserState(state));
     for (const [userId, due] of result.timers) args.push(userId, due === null ? '' : due);

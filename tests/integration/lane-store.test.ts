@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import type { AppEvent } from '../../src/contract/event.js';
-import { applyEvents } from '../../src/state/decide.js';
+import { applyEvents, applyTimers } from '../../src/state/decide.js';
 import { LaneStore } from '../../src/state/lane-store.js';
 import { StateQueries } from '../../src/state/queries.js';
 import type { StateSpec } from '../../src/state/spec.js';
@@ -102,6 +102,33 @@ describe('LaneStore against a real Redis', () => {
     expect(await store.commit(3, epoch, 0, 0, result)).toBe('committed');
     expect(await store.dueTimers(3, T0 + 7 * DAY - 1, 10)).toEqual([]);
     expect(await store.dueTimers(3, T0 + 7 * DAY, 10)).toEqual(['u9']);
+  });
+
+  it('a timer batch sent again after its reply was lost is applied once (its stage counts are not added twice)', async () => {
+    const store = new LaneStore(redis, namespace, 'timer-retry');
+    const { epoch } = await store.claim(8);
+    expect(await store.commit(8, epoch, 0, 1, applyEvents([ev('t0', 'u80', T0), ev('t1', 'u81', T0)], new Map(), 0, T0, spec))).toBe('committed');
+    const hashes = async (keys: string[]) => Promise.all(keys.map((k) => redis.hgetall(k)));
+    const dormant = async (userId: string) => {
+      const loaded = await store.loadUsers(8, [userId]);
+      const result = applyTimers([userId], loaded, T0 + 15 * DAY, spec);
+      expect(result.transitions.map((t) => t.to)).toEqual(['dormant']);
+      const prepared = store.prepareCommit(8, epoch, -1, -1, result);
+      const counterKeys = prepared.keys.slice(3 + result.states.size, 3 + result.states.size + result.counters.size);
+      expect(counterKeys.length).toBeGreaterThan(0);
+      return { prepared, counterKeys };
+    };
+    const first = await dormant('u80');
+    const before = await hashes(first.counterKeys);
+    expect(await store.sendCommit(first.prepared)).toBe('committed');
+    const applied = await hashes(first.counterKeys);
+    expect(applied).not.toEqual(before);
+    expect(await store.sendCommit(first.prepared)).toBe('already-applied');
+    expect(await hashes(first.counterKeys)).toEqual(applied);
+    // The next timer batch has a token of its own and lands.
+    const second = await dormant('u81');
+    expect(await store.sendCommit(second.prepared)).toBe('committed');
+    expect(await hashes(second.counterKeys)).not.toEqual(applied);
   });
 
   it('a fence found behind what Redis acknowledged (lost writes) refuses every commit of the lane until it is claimed again, reported once', async () => {
