@@ -87,7 +87,7 @@ import {
   type LaneCommits,
 } from './support/engine-run.js';
 import { createTopic, deleteTopics, highWatermarks, sumOf, uniqueName } from './support/kafka.js';
-import { cpuMicros, mainThreadSched, nowMs, redisCpuSeconds, RssSampler, waitShare } from './support/measure.js';
+import { cpuMicros, mainThreadSched, nowMs, redisCpuSeconds, RssSampler, threadCpuDelta, threadCpuMicros, waitShare } from './support/measure.js';
 import { finishMeta, fmt, fmtInt, formatTable, loadLine, median, progress, runMeta, writeResult } from './support/report.js';
 import { naiveVariant, type NaiveInput } from './support/naive-variant.js';
 import { benchServices, cleanup, interrupted, onCleanup } from './support/services.js';
@@ -136,7 +136,7 @@ interface DrainResult extends Message {
   peakRssMb: number;
   /** From start() to the first batch (floor) or the first commit (drain): join + warm-up. */
   startupSeconds: number;
-  extra: Record<string, number>;
+  extra: Record<string, number | Record<string, number>>;
 }
 
 interface Mark {
@@ -235,8 +235,8 @@ async function drainVariant(input: Extract<ChildInput, { variant: 'drain' }>, rs
   const { engine, registry } = engineFor(input.configFile, input.workers ?? true);
   const started = nowMs();
   await engine.start();
-  let first: { t: number; cpu: number; redis: number; applied: number; sched: ReturnType<typeof mainThreadSched> } | null = null;
-  let last: { t: number; cpu: number; redis: number; sched: ReturnType<typeof mainThreadSched> };
+  let first: { t: number; cpu: number; redis: number; applied: number; sched: ReturnType<typeof mainThreadSched>; threads: Record<string, number> } | null = null;
+  let last: { t: number; cpu: number; redis: number; sched: ReturnType<typeof mainThreadSched>; threads: Record<string, number> };
   // Polling the fences (10 ms) costs ~100 small pipelines a second: noise next to the engine.
   for (;;) {
     const fences = await readFences(probe, input.namespace, input.topic, partitions);
@@ -244,13 +244,13 @@ async function drainVariant(input: Extract<ChildInput, { variant: 'drain' }>, rs
       const t = nowMs();
       const cpu = cpuMicros();
       const sched = mainThreadSched();
-      first = { t, cpu, sched, redis: await redisCpuSeconds(probe), applied: [...fences.values()].reduce((s, o) => s + o + 1, 0) };
+      first = { t, cpu, sched, threads: threadCpuMicros(), redis: await redisCpuSeconds(probe), applied: [...fences.values()].reduce((s, o) => s + o + 1, 0) };
     }
     if (first !== null && caughtUp(fences, ends)) {
       const t = nowMs();
       const cpu = cpuMicros();
       const sched = mainThreadSched();
-      last = { t, cpu, sched, redis: await redisCpuSeconds(probe) };
+      last = { t, cpu, sched, threads: threadCpuMicros(), redis: await redisCpuSeconds(probe) };
       break;
     }
     await new Promise((r) => setTimeout(r, 10));
@@ -273,6 +273,7 @@ async function drainVariant(input: Extract<ChildInput, { variant: 'drain' }>, rs
       meanBatch: batches > 0 ? sumOf(ends) / batches : 0,
       redisUsedMemoryMb: Number(/^used_memory:(\d+)/m.exec(memory)?.[1] ?? NaN) / 1e6,
       cpuWaitShare: waitShare(first.sched, last.sched, last.t - first.t),
+      threadCpuUs: threadCpuDelta(first.threads, last.threads),
       // The shipped config has journeys: touches relayed to BullMQ and delivered by the workers
       // this process runs (a backlog older than maxTriggerAge triggers none by event).
       touchesRelayed: await counterTotal(registry, 'nudge_touch_relayed_total'),
@@ -550,7 +551,8 @@ async function runDrainChild(input: ChildInput, execArgv: string[]): Promise<Dra
 function drainRow(variant: string, rs: DrainResult[], floorUs: number | null): Row {
   const nodeUs = median(rs.map((r) => r.cpuUs / r.events));
   const redis = rs.flatMap((r) => (r.redisCpuUs === null ? [] : [r.redisCpuUs / r.events]));
-  const extras = Object.keys(rs[0]?.extra ?? {});
+  const extras = Object.keys(rs[0]?.extra ?? {}).filter((k) => typeof rs[0]?.extra[k] === 'number');
+  const threads = [...new Set(rs.flatMap((r) => Object.keys(threadsOf(r))))];
   return {
     variant,
     events: median(rs.map((r) => r.events)),
@@ -566,7 +568,8 @@ function drainRow(variant: string, rs: DrainResult[], floorUs: number | null): R
         .map((r) => `${Math.round(r.events / r.seconds)} ev/s ${round3(r.cpuUs / r.events)} µs/ev${r.redisCpuUs === null ? '' : ` redis ${round3(r.redisCpuUs / r.events)}`}`)
         .join('; '),
       startupSeconds: round3(median(rs.map((r) => r.startupSeconds))),
-      ...Object.fromEntries(extras.map((k) => [k, round3(median(rs.map((r) => r.extra[k] ?? NaN)))])),
+      ...Object.fromEntries(extras.map((k) => [k, round3(median(rs.map((r) => (r.extra[k] as number | undefined) ?? NaN)))])),
+      ...(threads.length > 0 ? { threadUsPerEvent: threads.map((t) => `${t} ${round3(median(rs.map((r) => (threadsOf(r)[t] ?? 0) / r.events)))}`).join(', ') } : {}),
     },
   };
 }
@@ -884,14 +887,27 @@ async function runJourneysDrain(o: Options, services: { brokers: string; redisUr
       if (journeys) {
         const { jobs, outbox } = await touchesDecided(services.redisUrl, queue, ns, topic, partitions);
         (workers ? out.journeys : out.relayOnly).push({ ...r, touches: jobs.length + outbox });
-        progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event, ${fmtInt(jobs.length + outbox)} touches`);
+        progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event, ${fmtInt(jobs.length + outbox)} touches${threadShares(r)}`);
       } else {
         out.core.push(r);
-        progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event`);
+        progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event${threadShares(r)}`);
       }
     }
   }
   return out;
+}
+
+function threadsOf(r: DrainResult): Record<string, number> {
+  const t = r.extra['threadCpuUs'];
+  return typeof t === 'object' ? t : {};
+}
+
+/** " (JS thread a, V8 helpers b, ... µs/event)": where a drain's CPU went, by thread kind. */
+function threadShares(r: DrainResult): string {
+  const t = threadsOf(r);
+  if (Object.keys(t).length === 0) return '';
+  const parts = Object.entries(t).filter(([, us]) => us / r.events >= 0.05).sort((a, b) => b[1] - a[1]);
+  return ` (by thread, µs/event: ${parts.map(([name, us]) => `${name} ${fmt(us / r.events, 2)}`).join(', ')})`;
 }
 
 function journeysRows(s: JourneysSamples, floorUs: number | null): Row[] {

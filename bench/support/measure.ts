@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
 /** CPU time of this whole process (JS thread, GC, libuv and librdkafka threads), in µs. */
@@ -79,4 +79,36 @@ export function mainThreadSched(): { runNs: number; waitNs: number } | null {
 export function waitShare(a: { waitNs: number } | null, b: { waitNs: number } | null, windowMs: number): number {
   if (a === null || b === null || windowMs <= 0) return NaN;
   return (b.waitNs - a.waitNs) / 1e6 / windowMs;
+}
+
+/**
+ * CPU time per kind of thread of this process (µs, from /proc/self/task/{id}/schedstat), keyed
+ * by thread name with digits dropped: "js" is the JS thread, "other" Node's unnamed threads (V8's
+ * GC and compiler helpers, the thread pool), "rdk:..." librdkafka's. Empty off Linux.
+ */
+export function threadCpuMicros(): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    for (const id of readdirSync('/proc/self/task')) {
+      try {
+        const comm = readFileSync(`/proc/self/task/${id}/comm`, 'utf8').trim().replace(/[0-9]+/g, '#');
+        // Node names few of its threads: the JS thread is the one whose id is the process id.
+        const name = Number(id) === process.pid ? 'js' : comm === 'node' ? `other${process.env.BENCH_TIDS ? id : ''}` : comm;
+        const run = Number(readFileSync(`/proc/self/task/${id}/schedstat`, 'utf8').split(' ')[0]);
+        out[name] = (out[name] ?? 0) + run / 1000;
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    // not Linux
+  }
+  return out;
+}
+
+/** b - a per thread kind, rounded µs. */
+export function threadCpuDelta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(b)) out[k] = Math.round((b[k] ?? 0) - (a[k] ?? 0));
+  return out;
 }

@@ -8,7 +8,7 @@ import type { RulesSpec } from '../rules/rules-spec.js';
 import type { OutboxEntry } from '../touches/outbox-entry.js';
 import { DeviceSignupView, recordSignup, type DeviceSignupReads, type NewSignup } from './device-signups.js';
 import { factsOf, recordActiveHour, runJourneys, type JourneyEffects } from './journey-step.js';
-import type { UserState } from './user-state.js';
+import { newUserState, type UserState } from './user-state.js';
 
 /**
  * The pure state step: events and timers in, new user states and counter increments out.
@@ -176,22 +176,7 @@ export function applyEvents(
 
 /** Applies one event to `prior`, which the caller owns (it is updated in place). */
 function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: StateSpec, out: StepResult, view?: DeviceSignupView): UserState {
-  const s: UserState =
-    prior === undefined
-      ? {
-          firstSeen: t,
-          lastSeen: t,
-          tz: '',
-          stage: 'new',
-          stageSince: t,
-          active: {},
-          counters: {},
-          sums: {},
-          streaks: {},
-          traits: {},
-          recentIds: [],
-        }
-      : prior;
+  const s: UserState = prior ?? newUserState(t);
   const day = dayNumber(t, spec.reportingTimeZone);
   if (prior === undefined) {
     bump(out.counters, CounterHash.newUsers, day);

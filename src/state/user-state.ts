@@ -84,12 +84,30 @@ export function encodeUserState(s: UserState): string {
 
 export function decodeUserState(text: string): UserState {
   const p = JSON.parse(text) as Partial<UserState> & Record<string, unknown>;
-  // Built field by field in one order, whatever the stored text left out: every decoded state
-  // gets the same object shape, so the step's property accesses stay monomorphic (filling the
-  // gaps afterwards gave each combination of missing fields its own shape, +15% decide time).
-  const s: UserState = {
+  const s = shapedUserState(p, p.journeys !== undefined ? { ...emptyJourneyState(), ...p.journeys } : undefined);
+  for (const key in p) if (!(key in s) && !KNOWN_FIELDS.has(key)) (s as unknown as Record<string, unknown>)[key] = p[key];
+  return s;
+}
+
+/** The state of a user first seen at `t`, in the one shape every state has. */
+export function newUserState(t: number): UserState {
+  return shapedUserState({ firstSeen: t, lastSeen: t, stage: 'new', stageSince: t }, undefined);
+}
+
+/**
+ * Every state, decoded or new, is built here, field by field in one order, with the optional
+ * fields present (undefined when absent; JSON.stringify leaves them out): one object shape (V8
+ * hidden class) for all. Shapes that depended on which optional fields a user had, and in which
+ * order the step added them, made the step's property accesses polymorphic: V8 then threw away
+ * its optimised code for the step ("wrong map") and compiled it again, up to 7 times per process,
+ * ~60 ms of compiler time each (filling the gaps of a decoded state afterwards cost +15% decide
+ * time for the same reason).
+ */
+function shapedUserState(p: Partial<UserState>, journeys: JourneyUserState | undefined): UserState {
+  return {
     firstSeen: p.firstSeen as number,
     lastSeen: p.lastSeen as number,
+    reactivatedAt: p.reactivatedAt,
     tz: p.tz ?? '',
     stage: p.stage as UserState['stage'],
     stageSince: p.stageSince as number,
@@ -98,16 +116,13 @@ export function decodeUserState(text: string): UserState {
     sums: p.sums ?? {},
     streaks: p.streaks ?? {},
     traits: p.traits ?? {},
+    bActive: p.bActive,
+    hllSeen: p.hllSeen,
+    journeys,
+    hours: p.hours,
+    signups: p.signups,
     recentIds: p.recentIds ?? [],
   };
-  if (p.reactivatedAt !== undefined) s.reactivatedAt = p.reactivatedAt;
-  if (p.bActive !== undefined) s.bActive = p.bActive;
-  if (p.hllSeen !== undefined) s.hllSeen = p.hllSeen;
-  if (p.hours !== undefined) s.hours = p.hours;
-  if (p.signups !== undefined) s.signups = p.signups;
-  if (p.journeys !== undefined) s.journeys = { ...emptyJourneyState(), ...p.journeys };
-  for (const key in p) if (!(key in s) && !KNOWN_FIELDS.has(key)) (s as unknown as Record<string, unknown>)[key] = p[key];
-  return s;
 }
 
 /** Fields decodeUserState places itself; any other stored field is carried over as it is. */

@@ -4,7 +4,7 @@ import type { AppEvent } from '../../src/contract/event.js';
 import { loadConfig } from '../../src/config/load.js';
 import { compileStateSpec } from '../../src/engine/state-spec.js';
 import { applyEvents } from '../../src/state/decide.js';
-import { decodeUserState, encodeUserState, type UserState } from '../../src/state/user-state.js';
+import { decodeUserState, encodeUserState, newUserState, type UserState } from '../../src/state/user-state.js';
 import { TrafficGenerator } from '../../src/tools/loadgen/traffic.js';
 
 /**
@@ -101,5 +101,21 @@ describe('stored user state encoding', () => {
     a.journeys?.waits.push({ kind: 'inactive', journeyId: 'j', dueAt: 5 });
     expect(b.traits).toEqual({});
     expect(b.journeys?.waits).toEqual([]);
+  });
+
+  it('gives every state, new or decoded, whichever fields it stored, the same fields in the same order', () => {
+    // Same own keys in the same order, from one literal: one V8 hidden class, so the step's
+    // property accesses stay monomorphic (states of several shapes made V8 drop and recompile
+    // the step's optimised code). The stored text is unchanged: undefined fields are not written.
+    const order = Object.keys(newUserState(1));
+    const minimal = decodeUserState('{"firstSeen":1,"lastSeen":1,"stage":"new","stageSince":1}');
+    expect(Object.keys(minimal)).toEqual(order);
+    for (const s of states) {
+      expect(Object.keys(s)).toEqual(order);
+      const decoded = decodeUserState(encodeUserState(s));
+      expect(Object.keys(decoded)).toEqual(order);
+      expect(encodeUserState(decoded)).toEqual(encodeUserState(s));
+    }
+    expect(JSON.parse(encodeUserState(minimal))).toEqual({ firstSeen: 1, lastSeen: 1, stage: 'new', stageSince: 1 });
   });
 });
