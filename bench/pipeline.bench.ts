@@ -45,6 +45,7 @@
  *       [--paced-seconds 20] [--warmup-seconds 3] [--config config/nudge.yaml]
  *       [--rounds 2] [--variants floor,core,drain,naive,journeys,paced] [--profile]
  *       [--node-flags=--max-semi-space-size=64]   (given to every measured process; note the =)
+ *       [--id-style short|uuid]   (event ids: the load generator's 6-10 characters, or UUIDs)
  * BENCH_EVENTS sets --events; KAFKA_BROKERS / REDIS_URL reuse running services (Redis CPU per
  * event then includes anyone else's load on that server). Prints one table; writes
  * bench/results/pipeline.json. --profile writes V8 CPU profiles of every variant's
@@ -114,6 +115,8 @@ interface Options {
   profile: boolean;
   /** Node/V8 flags for every measured process (e.g. --max-semi-space-size=64), floor included. */
   nodeFlags: string[];
+  /** Event ids of the generated traffic: the load generator's short ones, or UUIDs as real producers send. */
+  idStyle: 'short' | 'uuid';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,6 +347,11 @@ interface Row {
   notes: Record<string, number | string | boolean>;
 }
 
+function idStyleOf(raw: string): 'short' | 'uuid' {
+  if (raw === 'short' || raw === 'uuid') return raw;
+  throw new Error(`--id-style must be short or uuid, got ${raw}`);
+}
+
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
@@ -361,6 +369,7 @@ function parseOptions(argv: string[]): Options {
       variants: { type: 'string', default: 'floor,core,drain,naive,journeys,paced' },
       profile: { type: 'boolean', default: false },
       'node-flags': { type: 'string', default: '' },
+      'id-style': { type: 'string', default: 'short' },
     },
   });
   const num = (name: string, raw: string | undefined, min: number): number => {
@@ -382,6 +391,7 @@ function parseOptions(argv: string[]): Options {
     variants: new Set(values.variants.split(',').map((v) => v.trim())),
     profile: values.profile,
     nodeFlags: values['node-flags'].split(/\s+/).filter((f) => f !== ''),
+    idStyle: idStyleOf(values['id-style']),
   };
 }
 
@@ -406,6 +416,7 @@ async function main(): Promise<void> {
     seed: o.seed,
     spanDays: o.spanDays,
     reportingTimeZone: ZONE,
+    idStyle: o.idStyle,
   });
   const ends = await highWatermarks(services.brokers, topic);
   const total = sumOf(ends);
@@ -488,7 +499,7 @@ async function main(): Promise<void> {
 
   const finalMeta = finishMeta(meta);
   const title =
-    `Pipeline, ${fmtInt(total)} events of ~${backlog.avgBytes} B, ${o.partitions} partitions, ${fmtInt(o.users)} users, ` +
+    `Pipeline, ${fmtInt(total)} events of ~${backlog.avgBytes} B${o.idStyle === 'uuid' ? ' (UUID event ids)' : ''}, ${o.partitions} partitions, ${fmtInt(o.users)} users, ` +
     `config ${path.relative(REPO, o.config)}; Kafka ${services.started.kafka ? 'private' : 'shared (KAFKA_BROKERS)'}, ` +
     `Redis ${services.started.redis ? 'private' : 'shared (REDIS_URL: its CPU includes other clients)'}`;
   const table = formatTable(
@@ -616,7 +627,7 @@ async function runPaced(
     });
     await new Promise<void>((resolve, reject) => producer.connect({ timeout: 30_000 }, (err) => (err ? reject(err) : resolve())));
     producer.setPollInterval(50);
-    const generator = new TrafficGenerator({ seed: o.seed + 1, users: o.users, ratePerSec: o.rate, startMs: Date.now(), reportingTimeZone: ZONE });
+    const generator = new TrafficGenerator({ seed: o.seed + 1, users: o.users, ratePerSec: o.rate, startMs: Date.now(), reportingTimeZone: ZONE, idStyle: o.idStyle });
     progress(`paced: producing ${fmtInt(o.rate)} events/s for ${o.warmupSeconds} s warm-up + ${o.pacedSeconds} s measured...`);
     const start = Date.now();
     const windowStart = start + o.warmupSeconds * 1000;
@@ -819,7 +830,7 @@ async function produceFreshBacklog(brokers: string, topic: string, o: Options): 
   try {
     const end = Date.now() - 60_000;
     const start = end - FRESH_SPAN_MS;
-    const gen = new TrafficGenerator({ seed: o.seed + 2, users: o.users, ratePerSec: o.events / (FRESH_SPAN_MS / 1000), startMs: start, reportingTimeZone: ZONE });
+    const gen = new TrafficGenerator({ seed: o.seed + 2, users: o.users, ratePerSec: o.events / (FRESH_SPAN_MS / 1000), startMs: start, reportingTimeZone: ZONE, idStyle: o.idStyle });
     for (let i = 0; i < o.events; i++) {
       const { event } = gen.next();
       const t = start + Math.floor((i * FRESH_SPAN_MS) / o.events);

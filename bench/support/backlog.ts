@@ -15,6 +15,7 @@ export interface BacklogOptions {
   /** Event time covered by the backlog, ending a day before now (no future clamping). */
   spanDays: number;
   reportingTimeZone: string;
+  idStyle?: 'short' | 'uuid';
 }
 
 export interface BacklogStats {
@@ -33,7 +34,7 @@ export interface BacklogStats {
 export async function produceBacklog(o: BacklogOptions): Promise<BacklogStats> {
   const startMs = Date.now() - (o.spanDays + 1) * DAY_MS;
   const ratePerSec = o.events / (o.spanDays * 86_400);
-  const traffic = { seed: o.seed, users: o.users, ratePerSec, reportingTimeZone: o.reportingTimeZone };
+  const traffic = { seed: o.seed, users: o.users, ratePerSec, reportingTimeZone: o.reportingTimeZone, idStyle: o.idStyle ?? 'short' };
   const producer = new EventProducer({ connection: { 'bootstrap.servers': o.brokers } });
   await producer.connect();
   const started = Date.now();

@@ -9,6 +9,7 @@ import type { OutboxEntry } from '../touches/outbox-entry.js';
 import { DeviceSignupView, recordSignup, type DeviceSignupReads, type NewSignup } from './device-signups.js';
 import { factsOf, recordActiveHour, runJourneys, type JourneyEffects } from './journey-step.js';
 import { newUserState, type UserState } from './user-state.js';
+import { recentIdKey, seenRecently } from './recent-ids.js';
 
 /**
  * The pure state step: events and timers in, new user states and counter increments out.
@@ -139,7 +140,8 @@ export function applyEvents(
   for (const e of events) {
     const mine = result.states.get(e.userId);
     const state = mine ?? loaded.get(e.userId);
-    if (state !== undefined && state.recentIds.includes(e.eventId)) {
+    const idKey = recentIdKey(e.eventId);
+    if (state !== undefined && seenRecently(state.recentIds, e.eventId, idKey)) {
       result.stats.duplicates++;
       continue;
     }
@@ -159,7 +161,7 @@ export function applyEvents(
     const before = rules !== null && state !== undefined ? factsOf(state, now, spec) : null;
     // The first event of a user in the batch copies the loaded state (unless it was given
     // away); later ones update the copy.
-    const next = applyOne(mine ?? (state === undefined || owned ? state : structuredCloneState(state)), e, t, spec, result, view);
+    const next = applyOne(mine ?? (state === undefined || owned ? state : structuredCloneState(state)), e, idKey, t, spec, result, view);
     result.states.set(e.userId, next);
     if (rules !== null) {
       // The histogram and the journey state are this step's own once an earlier event of the
@@ -175,7 +177,7 @@ export function applyEvents(
 }
 
 /** Applies one event to `prior`, which the caller owns (it is updated in place). */
-function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: StateSpec, out: StepResult, view?: DeviceSignupView): UserState {
+function applyOne(prior: UserState | undefined, e: AppEvent, idKey: string, t: number, spec: StateSpec, out: StepResult, view?: DeviceSignupView): UserState {
   const s: UserState = prior ?? newUserState(t);
   const day = dayNumber(t, spec.reportingTimeZone);
   if (prior === undefined) {
@@ -188,7 +190,7 @@ function applyOne(prior: UserState | undefined, e: AppEvent, t: number, spec: St
     if (t < s.firstSeen) s.firstSeen = t;
   }
 
-  s.recentIds.push(e.eventId);
+  s.recentIds.push(idKey);
   if (s.recentIds.length > STATE_BOUNDS.recentEventIds) s.recentIds.splice(0, s.recentIds.length - STATE_BOUNDS.recentEventIds);
   if (e.tz !== '') s.tz = e.tz;
   if (spec.deviceSignups.length > 0) recordSignup(s, e, t, spec, view, out.signups);

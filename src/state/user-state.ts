@@ -34,7 +34,7 @@ export interface UserState {
   hours?: number[];
   /** Per behaviour.deviceSignups name: the user's sign-up device (a hash) and time, the first one only. */
   signups?: Record<string, [string, number]>;
-  /** The latest event ids, newest last: a producer's retry of a recent event is a no-op. */
+  /** The latest event ids, newest last (long ones hashed: recent-ids.ts): a producer's retry of a recent event is a no-op. */
   recentIds: string[];
 }
 

@@ -30,6 +30,17 @@ describe('TrafficGenerator', () => {
     expect(c.map((g) => g.event.userId)).not.toEqual(a.map((g) => g.event.userId));
   });
 
+  it('with UUID ids, gives the same events with ids shaped like UUIDs, one per distinct short id', () => {
+    const short = take(new TrafficGenerator({ ...base, seed: 42 }), 5_000);
+    const uuid = take(new TrafficGenerator({ ...base, seed: 42, idStyle: 'uuid' }), 5_000);
+    expect(uuid.map((g) => ({ ...g, event: { ...g.event, eventId: '' } }))).toEqual(short.map((g) => ({ ...g, event: { ...g.event, eventId: '' } })));
+    for (const g of uuid) expect(g.event.eventId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}$/);
+    // A retried delivery keeps its id; distinct events get distinct ids, as with short ids.
+    const pairs = new Set(short.map((g, i) => `${g.event.eventId} ${uuid[i]?.event.eventId}`));
+    expect(new Set(uuid.map((g) => g.event.eventId)).size).toBe(new Set(short.map((g) => g.event.eventId)).size);
+    expect(pairs.size).toBe(new Set(short.map((g) => g.event.eventId)).size);
+  });
+
   describe('one simulated day', () => {
     const day = untilArrival(new TrafficGenerator({ ...base, seed: 7 }), START + 24 * HOUR);
     const events = day.map((g) => g.event);

@@ -26,6 +26,12 @@ export interface TrafficOptions {
   lateMaxMs?: number;
   /** Share of sessions that are a new user's registration. */
   newUserRate?: number;
+  /**
+   * Event ids: 'short' (the default: the seed and a counter in base 36, 6-10 characters) or
+   * 'uuid' (36 characters, as most producers send; same seed, same ids). The events are otherwise
+   * the same. Stored states keep the latest ids, so this changes Redis memory and bytes per state.
+   */
+  idStyle?: 'short' | 'uuid';
 }
 
 export interface GeneratedEvent {
@@ -79,6 +85,7 @@ export class TrafficGenerator {
       lateMaxMs: 30 * 60_000,
       newUserRate: 0.01,
       ...options,
+      idStyle: options.idStyle ?? 'short',
     };
     if (!(this.opts.users >= 1)) throw new RangeError('users must be at least 1');
     if (!(this.opts.ratePerSec > 0)) throw new RangeError('ratePerSec must be above 0');
@@ -182,13 +189,22 @@ export class TrafficGenerator {
     }
   }
 
+  private nextEventId(): string {
+    const n = this.eventCounter++;
+    if (this.opts.idStyle !== 'uuid') return `${this.idPrefix}-${n.toString(36)}`;
+    // Shaped like a version-4 UUID; a function of the seed and the counter, not of the rng, so
+    // the traffic is the same event for event whichever style is chosen.
+    const hex = [1, 2, 3, 4].map((k) => hash32(n, (this.opts.seed ^ Math.imul(k, 0x2545f491)) >>> 0).toString(16).padStart(8, '0')).join('');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+  }
+
   private emit(user: number, timeMs: number, name: string, props: Record<string, string>, value = 0, device?: string): void {
     const r = this.rng;
     const h = hash32(user, this.opts.seed);
     const tz = h % 100 < 85 ? this.opts.reportingTimeZone : (OTHER_ZONES[h % OTHER_ZONES.length] as string);
     const channel = channelOf(h);
     const event: AppEvent = {
-      eventId: `${this.idPrefix}-${(this.eventCounter++).toString(36)}`,
+      eventId: this.nextEventId(),
       userId: userId(user),
       name,
       timeMs: Math.round(timeMs),
