@@ -28,5 +28,5 @@ COPY tsconfig.json ./
 USER node
 ENV NUDGE_CONFIG=config/nudge.yaml NUDGE_HTTP_HOST=0.0.0.0
 EXPOSE 8080
-ENTRYPOINT ["npx", "nudge"]
+ENTRYPOINT ["node", "--max-semi-space-size=32", "bin/nudge.js"]
 CMD ["run"]

@@ -27,8 +27,12 @@
  *           touches): throughput against the state core's in the same run, touches/s.
  * Floor, core and drain alternate for --rounds rounds and are reported as medians (the machine is
  * shared: a burst of someone else's load then hits both). Throughput and CPU are taken from the
- * first batch (floor) or first commit (drain) to the last, so group join and JIT start-up are
- * not in the rate; peak RSS covers the whole process.
+ * first batch (floor) or commit (drain) past the first --warmup-share of the backlog (0.2) to the
+ * last: group join and JIT warm-up are not in the rate, as in a sustained run. V8's optimising
+ * compiler keeps working for seconds after the first commit, on helper threads whose CPU counts
+ * (with journeys on ~2x the core's compiler time, --trace-opt); with the window opening at the
+ * first commit a 150,000-event drain put ~4 µs/event of compiler time on the playbook and ~1 on
+ * the core. Peak RSS covers the whole process.
  *
  * Latency, exactly: the producer notes when it hands each event to librdkafka (that is also the
  * event's time), and its delivery report gives the offset and — the live topic is a
@@ -45,7 +49,10 @@
  *       [--paced-seconds 20] [--warmup-seconds 3] [--config config/nudge.yaml]
  *       [--rounds 2] [--variants floor,core,drain,naive,journeys,paced] [--profile]
  *       [--node-flags=--max-semi-space-size=64]   (given to every measured process; note the =)
+ *       [--bare-node]   (without the V8 flags bin/nudge.js gives the engine: src/cli/node-flags.ts;
+ *                        with them by default, floor included)
  *       [--id-style short|uuid]   (event ids: the load generator's 6-10 characters, or UUIDs)
+ *       [--warmup-share 0.2]   (share of each drain's backlog before its window opens)
  * BENCH_EVENTS sets --events; KAFKA_BROKERS / REDIS_URL reuse running services (Redis CPU per
  * event then includes anyone else's load on that server). Prints one table; writes
  * bench/results/pipeline.json. --profile writes V8 CPU profiles of every variant's
@@ -57,6 +64,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { ENGINE_NODE_FLAGS } from '../src/cli/node-flags.js';
 import kafka from '@confluentinc/kafka-javascript';
 import type { DeliveryReport, LibrdKafkaError, ProducerGlobalConfig } from '@confluentinc/kafka-javascript';
 import { Queue, type Job } from 'bullmq';
@@ -113,8 +121,10 @@ interface Options {
   config: string;
   variants: Set<string>;
   profile: boolean;
-  /** Node/V8 flags for every measured process (e.g. --max-semi-space-size=64), floor included. */
+  /** Node/V8 flags for every measured process, floor included: the engine's launch flags, then --node-flags. */
   nodeFlags: string[];
+  /** Share of a drain's backlog before its measured window opens (JIT warm-up), every drain variant alike. */
+  warmupShare: number;
   /** Event ids of the generated traffic: the load generator's short ones, or UUIDs as real producers send. */
   idStyle: 'short' | 'uuid';
 }
@@ -124,8 +134,8 @@ interface Options {
 // ---------------------------------------------------------------------------------------------
 
 type ChildInput =
-  | { variant: 'floor'; brokers: string; topic: string; groupId: string; ends: Array<[number, number]>; configFile: string }
-  | { variant: 'drain'; redisUrl: string; namespace: string; topic: string; ends: Array<[number, number]>; configFile: string; workers?: boolean }
+  | { variant: 'floor'; brokers: string; topic: string; groupId: string; ends: Array<[number, number]>; configFile: string; warmupEvents: number }
+  | { variant: 'drain'; redisUrl: string; namespace: string; topic: string; ends: Array<[number, number]>; configFile: string; workers?: boolean; warmupEvents: number }
   | { variant: 'paced'; redisUrl: string; namespace: string; topic: string; partitions: number; configFile: string }
   | NaiveInput;
 
@@ -186,31 +196,35 @@ async function floorVariant(input: Extract<ChildInput, { variant: 'floor' }>, rs
   const started = nowMs();
   let t0 = 0;
   let cpu0 = 0;
+  let seen = 0;
   let counted = 0;
   let invalid = 0;
   let sched0: ReturnType<typeof mainThreadSched> = null;
-  let finish: (r: { t1: number; cpu1: number; sched1: ReturnType<typeof mainThreadSched> }) => void = () => {};
-  const done = new Promise<{ t1: number; cpu1: number; sched1: ReturnType<typeof mainThreadSched> }>((resolve) => (finish = resolve));
+  let threads0: Record<string, number> = {};
+  let finish: (r: { t1: number; cpu1: number; sched1: ReturnType<typeof mainThreadSched>; threads1: Record<string, number> }) => void = () => {};
+  const done = new Promise<{ t1: number; cpu1: number; sched1: ReturnType<typeof mainThreadSched>; threads1: Record<string, number> }>((resolve) => (finish = resolve));
   await source.start({
     onAssigned: () => {},
     onRevoked: () => {},
     onBatch: async (batch) => {
-      // The first batch opens the window; the events after it are the ones counted.
-      if (t0 === 0) {
+      // The first batch past the warm-up (JIT) opens the window; the events after it are counted.
+      seen += batch.messages.length;
+      if (t0 === 0 && seen >= input.warmupEvents) {
         t0 = nowMs();
         cpu0 = cpuMicros();
         sched0 = mainThreadSched();
-      } else counted += batch.messages.length;
+        threads0 = threadCpuMicros();
+      } else if (t0 !== 0) counted += batch.messages.length;
       const now = Date.now();
       for (const m of batch.messages) if (!parseEvent(m.value ?? empty, limits, now).ok) invalid++;
       const last = batch.messages[batch.messages.length - 1];
       if (last !== undefined && last.offset >= (ends.get(batch.partition) ?? 0) - 1) {
         remaining.delete(batch.partition);
-        if (remaining.size === 0) finish({ t1: nowMs(), cpu1: cpuMicros(), sched1: mainThreadSched() });
+        if (remaining.size === 0) finish({ t1: nowMs(), cpu1: cpuMicros(), sched1: mainThreadSched(), threads1: threadCpuMicros() });
       }
     },
   });
-  const { t1, cpu1, sched1 } = await done;
+  const { t1, cpu1, sched1, threads1 } = await done;
   await source.stop();
   return {
     type: 'result',
@@ -220,7 +234,7 @@ async function floorVariant(input: Extract<ChildInput, { variant: 'floor' }>, rs
     redisCpuUs: null,
     peakRssMb: rss.stop(),
     startupSeconds: (t0 - started) / 1000,
-    extra: { invalid, cpuWaitShare: waitShare(sched0, sched1, t1 - t0) },
+    extra: { invalid, cpuWaitShare: waitShare(sched0, sched1, t1 - t0), threadCpuUs: threadCpuDelta(threads0, threads1) },
   };
 }
 
@@ -243,11 +257,14 @@ async function drainVariant(input: Extract<ChildInput, { variant: 'drain' }>, rs
   // Polling the fences (10 ms) costs ~100 small pipelines a second: noise next to the engine.
   for (;;) {
     const fences = await readFences(probe, input.namespace, input.topic, partitions);
-    if (first === null && [...fences.values()].some((o) => o >= 0)) {
+    const applied = [...fences.values()].reduce((sum, o) => sum + o + 1, 0);
+    // The window opens at the first commit past the warm-up (JIT: V8 goes on optimising the
+    // engine's code for seconds, more of it with journeys on).
+    if (first === null && applied > 0 && applied >= input.warmupEvents) {
       const t = nowMs();
       const cpu = cpuMicros();
       const sched = mainThreadSched();
-      first = { t, cpu, sched, threads: threadCpuMicros(), redis: await redisCpuSeconds(probe), applied: [...fences.values()].reduce((s, o) => s + o + 1, 0) };
+      first = { t, cpu, sched, threads: threadCpuMicros(), redis: await redisCpuSeconds(probe), applied };
     }
     if (first !== null && caughtUp(fences, ends)) {
       const t = nowMs();
@@ -369,7 +386,9 @@ function parseOptions(argv: string[]): Options {
       variants: { type: 'string', default: 'floor,core,drain,naive,journeys,paced' },
       profile: { type: 'boolean', default: false },
       'node-flags': { type: 'string', default: '' },
+      'bare-node': { type: 'boolean', default: false },
       'id-style': { type: 'string', default: 'short' },
+      'warmup-share': { type: 'string', default: '0.2' },
     },
   });
   const num = (name: string, raw: string | undefined, min: number): number => {
@@ -390,8 +409,10 @@ function parseOptions(argv: string[]): Options {
     config: path.resolve(values.config),
     variants: new Set(values.variants.split(',').map((v) => v.trim())),
     profile: values.profile,
-    nodeFlags: values['node-flags'].split(/\s+/).filter((f) => f !== ''),
+    // The engine's launch flags (src/cli/node-flags.ts), as bin/nudge.js runs it, unless --bare-node.
+    nodeFlags: [...(values['bare-node'] ? [] : ENGINE_NODE_FLAGS), ...values['node-flags'].split(/\s+/).filter((f) => f !== '')],
     idStyle: idStyleOf(values['id-style']),
+    warmupShare: Math.min(0.9, num('warmup-share', values['warmup-share'], 0)),
   };
 }
 
@@ -420,6 +441,7 @@ async function main(): Promise<void> {
   });
   const ends = await highWatermarks(services.brokers, topic);
   const total = sumOf(ends);
+  const warmupEvents = Math.floor(o.warmupShare * total);
   const target = (t: string, groupId: string) => ({ brokers: services.brokers, redisUrl: services.redisUrl, topic: t, groupId, namespace });
   const profileDir = path.join(tmpdir(), `nudge-bench-profiles-${run}`);
   // One directory per variant, files named by Node: tsx's loader thread writes a profile too, and a
@@ -439,8 +461,8 @@ async function main(): Promise<void> {
       progress(`${of} floor: KafkaSource consume(1000) + parseEvent, fresh group, ${fmtInt(total)} events...`);
       const groupId = uniqueName('bench-floor');
       const configFile = await benchConfigFile(o.config, target(topic, groupId));
-      const r = await runDrainChild({ variant: 'floor', brokers: services.brokers, topic, groupId, ends: [...ends], configFile }, profile('floor'));
-      progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event`);
+      const r = await runDrainChild({ variant: 'floor', brokers: services.brokers, topic, groupId, ends: [...ends], configFile, warmupEvents }, profile('floor'));
+      progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event${threadShares(r)}`);
       samples.floor.push(r);
     }
     for (const [variant, journeys] of [['core', false], ['drain', true]] as const) {
@@ -449,8 +471,8 @@ async function main(): Promise<void> {
       const ns = `${namespace}${variant[0]}${round}`;
       onCleanup(() => dropNamespace(services.redisUrl, ns));
       const configFile = await benchConfigFile(o.config, { ...target(topic, uniqueName(`bench-${variant}`)), namespace: ns }, { journeys });
-      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile }, profile(variant));
-      progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event`);
+      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile, warmupEvents }, profile(variant));
+      progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event${threadShares(r)}`);
       samples[variant].push(r);
     }
   }
@@ -501,7 +523,8 @@ async function main(): Promise<void> {
   const title =
     `Pipeline, ${fmtInt(total)} events of ~${backlog.avgBytes} B${o.idStyle === 'uuid' ? ' (UUID event ids)' : ''}, ${o.partitions} partitions, ${fmtInt(o.users)} users, ` +
     `config ${path.relative(REPO, o.config)}; Kafka ${services.started.kafka ? 'private' : 'shared (KAFKA_BROKERS)'}, ` +
-    `Redis ${services.started.redis ? 'private' : 'shared (REDIS_URL: its CPU includes other clients)'}`;
+    `Redis ${services.started.redis ? 'private' : 'shared (REDIS_URL: its CPU includes other clients)'}` +
+    `; node ${o.nodeFlags.length > 0 ? o.nodeFlags.join(' ') : 'without flags'}; windows open past the first ${Math.round(100 * o.warmupShare)} % of each drain`;
   const table = formatTable(
     ['variant', 'events', 'events/s', 'Node µs/ev', 'Redis µs/ev', '× floor', 'p50 ms', 'p99 ms', 'peak RSS MB'],
     rows.map((r) => [
@@ -894,7 +917,7 @@ async function runJourneysDrain(o: Options, services: { brokers: string; redisUr
       onCleanup(() => dropNamespace(services.redisUrl, `bull:${queue}`));
       const base = await benchConfigFile(o.config, { brokers: services.brokers, redisUrl: services.redisUrl, topic, groupId: uniqueName(`bench-${name}`), namespace: ns }, { journeys });
       const configFile = await withTouchQueue(base, queue);
-      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile, workers }, profile(o.rounds > 1 ? `${name}-${round}` : name));
+      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile, workers, warmupEvents: Math.floor(o.warmupShare * sumOf(ends)) }, profile(o.rounds > 1 ? `${name}-${round}` : name));
       if (journeys) {
         const { jobs, outbox } = await touchesDecided(services.redisUrl, queue, ns, topic, partitions);
         (workers ? out.journeys : out.relayOnly).push({ ...r, touches: jobs.length + outbox });
