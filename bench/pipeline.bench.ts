@@ -28,7 +28,8 @@
  * Floor, core and drain alternate for --rounds rounds and are reported as medians (the machine is
  * shared: a burst of someone else's load then hits both). Throughput and CPU are taken from the
  * first batch (floor) or commit (drain) past the first --warmup-share of the backlog (0.2) to the
- * last: group join and JIT warm-up are not in the rate, as in a sustained run. V8's optimising
+ * first past 95% of it: group join and JIT warm-up are not in the rate, as in a sustained run, and
+ * both ends of the window have work in flight (prefetched, in a lane) alike. V8's optimising
  * compiler keeps working for seconds after the first commit, on helper threads whose CPU counts
  * (with journeys on ~2x the core's compiler time, --trace-opt); with the window opening at the
  * first commit a 150,000-event drain put ~4 µs/event of compiler time on the playbook and ~1 on
@@ -107,6 +108,8 @@ const ZONE = 'Asia/Shanghai';
 const TARGETS = { eventsPerSec: 50_000, cpuRatio: 2, p99Ms: 100, rssMb: 400 };
 const IDLE_MS = 3_000;
 const NAIVE_SECONDS = 20;
+/** Drains are measured up to this share of their backlog (the window's end; its start is --warmup-share). */
+const WINDOW_END = 0.95;
 
 interface Options {
   events: number;
@@ -134,8 +137,8 @@ interface Options {
 // ---------------------------------------------------------------------------------------------
 
 type ChildInput =
-  | { variant: 'floor'; brokers: string; topic: string; groupId: string; ends: Array<[number, number]>; configFile: string; warmupEvents: number }
-  | { variant: 'drain'; redisUrl: string; namespace: string; topic: string; ends: Array<[number, number]>; configFile: string; workers?: boolean; warmupEvents: number }
+  | { variant: 'floor'; brokers: string; topic: string; groupId: string; ends: Array<[number, number]>; configFile: string; warmupEvents: number; windowEndEvents: number }
+  | { variant: 'drain'; redisUrl: string; namespace: string; topic: string; ends: Array<[number, number]>; configFile: string; workers?: boolean; warmupEvents: number; windowEndEvents: number }
   | { variant: 'paced'; redisUrl: string; namespace: string; topic: string; partitions: number; configFile: string }
   | NaiveInput;
 
@@ -147,7 +150,7 @@ interface DrainResult extends Message {
   cpuUs: number;
   redisCpuUs: number | null;
   peakRssMb: number;
-  /** From start() to the first batch (floor) or the first commit (drain): join + warm-up. */
+  /** From start() to the window's opening (past --warmup-share of the backlog): join + warm-up. */
   startupSeconds: number;
   extra: Record<string, number | Record<string, number>>;
 }
@@ -185,7 +188,7 @@ async function floorVariant(input: Extract<ChildInput, { variant: 'floor' }>, rs
   const config = loadConfig({ file: input.configFile, env: {} });
   const limits = { ...DEFAULT_EVENT_LIMITS, ...config.events };
   const ends = new Map(input.ends);
-  const remaining = new Set([...ends].filter(([, high]) => high > 0).map(([p]) => p));
+  const total = sumOf(ends);
   const source = new KafkaSource({
     connection: { 'bootstrap.servers': input.brokers },
     topic: input.topic,
@@ -197,30 +200,41 @@ async function floorVariant(input: Extract<ChildInput, { variant: 'floor' }>, rs
   let t0 = 0;
   let cpu0 = 0;
   let seen = 0;
+  let opened = 0;
   let counted = 0;
   let invalid = 0;
   let sched0: ReturnType<typeof mainThreadSched> = null;
   let threads0: Record<string, number> = {};
   let finish: (r: { t1: number; cpu1: number; sched1: ReturnType<typeof mainThreadSched>; threads1: Record<string, number> }) => void = () => {};
-  const done = new Promise<{ t1: number; cpu1: number; sched1: ReturnType<typeof mainThreadSched>; threads1: Record<string, number> }>((resolve) => (finish = resolve));
+  let fail: (err: Error) => void = () => {};
+  const done = new Promise<{ t1: number; cpu1: number; sched1: ReturnType<typeof mainThreadSched>; threads1: Record<string, number> }>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
   await source.start({
     onAssigned: () => {},
     onRevoked: () => {},
     onBatch: async (batch) => {
       // The first batch past the warm-up (JIT) opens the window; the events after it are counted.
-      seen += batch.messages.length;
-      if (t0 === 0 && seen >= input.warmupEvents) {
-        t0 = nowMs();
-        cpu0 = cpuMicros();
-        sched0 = mainThreadSched();
-        threads0 = threadCpuMicros();
-      } else if (t0 !== 0) counted += batch.messages.length;
       const now = Date.now();
       for (const m of batch.messages) if (!parseEvent(m.value ?? empty, limits, now).ok) invalid++;
-      const last = batch.messages[batch.messages.length - 1];
-      if (last !== undefined && last.offset >= (ends.get(batch.partition) ?? 0) - 1) {
-        remaining.delete(batch.partition);
-        if (remaining.size === 0) finish({ t1: nowMs(), cpu1: cpuMicros(), sched1: mainThreadSched(), threads1: threadCpuMicros() });
+      seen += batch.messages.length;
+      // The window opens after the batch that takes the count past the warm-up and closes after
+      // the one that takes it past WINDOW_END of the backlog, both at a batch's end: what was
+      // fetched ahead before the window opened is matched by what is fetched ahead before it
+      // closes (reading to the very end, with nothing left to fetch, would not be).
+      if (t0 === 0) {
+        if (seen >= input.warmupEvents) {
+          t0 = nowMs();
+          cpu0 = cpuMicros();
+          sched0 = mainThreadSched();
+          threads0 = threadCpuMicros();
+          opened = seen;
+          if (seen >= total) fail(new Error(`the floor's window opened on the last batch (${fmtInt(total)} events): give more --events or a smaller --warmup-share`));
+        }
+      } else if ((seen >= input.windowEndEvents || seen >= total) && counted === 0) {
+        counted = seen - opened;
+        finish({ t1: nowMs(), cpu1: cpuMicros(), sched1: mainThreadSched(), threads1: threadCpuMicros() });
       }
     },
   });
@@ -253,7 +267,7 @@ async function drainVariant(input: Extract<ChildInput, { variant: 'drain' }>, rs
   const started = nowMs();
   await engine.start();
   let first: { t: number; cpu: number; redis: number; applied: number; sched: ReturnType<typeof mainThreadSched>; threads: Record<string, number> } | null = null;
-  let last: { t: number; cpu: number; redis: number; sched: ReturnType<typeof mainThreadSched>; threads: Record<string, number> };
+  let last: { t: number; cpu: number; redis: number; applied: number; sched: ReturnType<typeof mainThreadSched>; threads: Record<string, number> } | null = null;
   // Polling the fences (10 ms) costs ~100 small pipelines a second: noise next to the engine.
   for (;;) {
     const fences = await readFences(probe, input.namespace, input.topic, partitions);
@@ -266,15 +280,22 @@ async function drainVariant(input: Extract<ChildInput, { variant: 'drain' }>, rs
       const sched = mainThreadSched();
       first = { t, cpu, sched, threads: threadCpuMicros(), redis: await redisCpuSeconds(probe), applied };
     }
-    if (first !== null && caughtUp(fences, ends)) {
+    // The window closes past WINDOW_END of the backlog, with batches in flight as when it
+    // opened (closing at the very end would leave the opening's in-flight work out and none
+    // at the close); the drain then goes on to the end (touches and stores are counted after).
+    if (first !== null && last === null && applied >= input.windowEndEvents && applied > first.applied) {
       const t = nowMs();
       const cpu = cpuMicros();
       const sched = mainThreadSched();
-      last = { t, cpu, sched, threads: threadCpuMicros(), redis: await redisCpuSeconds(probe) };
+      last = { t, cpu, sched, threads: threadCpuMicros(), redis: await redisCpuSeconds(probe), applied };
+    }
+    if (caughtUp(fences, ends)) {
+      if (last === null) throw new Error('the drain caught up before its measured window closed: give more --events or a smaller --warmup-share');
       break;
     }
     await new Promise((r) => setTimeout(r, 10));
   }
+  if (first === null || last === null) throw new Error('unreachable: the loop leaves with both ends of the window');
   const batchSize = await histogramBuckets(registry, 'nudge_batch_size_events');
   const batches = batchSize[batchSize.length - 1]?.[1] ?? 0;
   const memory = await probe.info('memory');
@@ -282,7 +303,7 @@ async function drainVariant(input: Extract<ChildInput, { variant: 'drain' }>, rs
   await probe.quit();
   return {
     type: 'result',
-    events: sumOf(ends) - first.applied,
+    events: last.applied - first.applied,
     seconds: (last.t - first.t) / 1000,
     cpuUs: last.cpu - first.cpu,
     redisCpuUs: (last.redis - first.redis) * 1e6,
@@ -442,6 +463,7 @@ async function main(): Promise<void> {
   const ends = await highWatermarks(services.brokers, topic);
   const total = sumOf(ends);
   const warmupEvents = Math.floor(o.warmupShare * total);
+  const windowEndEvents = Math.floor(WINDOW_END * total);
   const target = (t: string, groupId: string) => ({ brokers: services.brokers, redisUrl: services.redisUrl, topic: t, groupId, namespace });
   const profileDir = path.join(tmpdir(), `nudge-bench-profiles-${run}`);
   // One directory per variant, files named by Node: tsx's loader thread writes a profile too, and a
@@ -461,7 +483,7 @@ async function main(): Promise<void> {
       progress(`${of} floor: KafkaSource consume(1000) + parseEvent, fresh group, ${fmtInt(total)} events...`);
       const groupId = uniqueName('bench-floor');
       const configFile = await benchConfigFile(o.config, target(topic, groupId));
-      const r = await runDrainChild({ variant: 'floor', brokers: services.brokers, topic, groupId, ends: [...ends], configFile, warmupEvents }, profile('floor'));
+      const r = await runDrainChild({ variant: 'floor', brokers: services.brokers, topic, groupId, ends: [...ends], configFile, warmupEvents, windowEndEvents }, profile('floor'));
       progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event${threadShares(r)}`);
       samples.floor.push(r);
     }
@@ -471,7 +493,7 @@ async function main(): Promise<void> {
       const ns = `${namespace}${variant[0]}${round}`;
       onCleanup(() => dropNamespace(services.redisUrl, ns));
       const configFile = await benchConfigFile(o.config, { ...target(topic, uniqueName(`bench-${variant}`)), namespace: ns }, { journeys });
-      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile, warmupEvents }, profile(variant));
+      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile, warmupEvents, windowEndEvents }, profile(variant));
       progress(`  ${fmtInt(r.events / r.seconds)} events/s, ${fmt(r.cpuUs / r.events, 2)} µs/event${threadShares(r)}`);
       samples[variant].push(r);
     }
@@ -917,7 +939,7 @@ async function runJourneysDrain(o: Options, services: { brokers: string; redisUr
       onCleanup(() => dropNamespace(services.redisUrl, `bull:${queue}`));
       const base = await benchConfigFile(o.config, { brokers: services.brokers, redisUrl: services.redisUrl, topic, groupId: uniqueName(`bench-${name}`), namespace: ns }, { journeys });
       const configFile = await withTouchQueue(base, queue);
-      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile, workers, warmupEvents: Math.floor(o.warmupShare * sumOf(ends)) }, profile(o.rounds > 1 ? `${name}-${round}` : name));
+      const r = await runDrainChild({ variant: 'drain', redisUrl: services.redisUrl, namespace: ns, topic, ends: [...ends], configFile, workers, warmupEvents: Math.floor(o.warmupShare * sumOf(ends)), windowEndEvents: Math.floor(WINDOW_END * sumOf(ends)) }, profile(o.rounds > 1 ? `${name}-${round}` : name));
       if (journeys) {
         const { jobs, outbox } = await touchesDecided(services.redisUrl, queue, ns, topic, partitions);
         (workers ? out.journeys : out.relayOnly).push({ ...r, touches: jobs.length + outbox });

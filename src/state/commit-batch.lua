@@ -3,7 +3,7 @@
   timers, counter increments and the touches decided (the outbox), and advances the fence.
   All or nothing (DESIGN §5): a touch is in the outbox exactly when its decision is in the state.
 
-  KEYS[1]  fence hash        {lane}:fence  (epoch, offset, streamTime)
+  KEYS[1]  fence hash        {lane}:fence  (epoch, offset, streamTime, timerBatch: the last timer batch's token)
   KEYS[2]  timers zset       {lane}:timers
   KEYS[3]  outbox hash       {lane}:outbox  (touch id -> touch job JSON; the relay drains it)
   KEYS[4 .. 3+U]             user state keys, one per changed user

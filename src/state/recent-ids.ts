@@ -41,7 +41,10 @@ export function recentIdKey(eventId: string): string {
 /** Has the user's state seen this event? `key` is recentIdKey(eventId). */
 export function seenRecently(recentIds: readonly string[], eventId: string, key: string): boolean {
   // States stored before ids were hashed hold long ids as they were: the raw id is looked for
-  // too, until those entries have left the list (32 events later).
+  // too. Such entries leave a user's list 32 events later; the lookup stays (it costs one more
+  // scan of 32 short strings, for long ids only) because a user may be idle for months. An
+  // engine older than this one looks for raw ids only: during a rolling upgrade, or after a
+  // rollback, a retry of one of a user's latest long-id events can be applied twice.
   return recentIds.includes(key) || (key !== eventId && recentIds.includes(eventId));
 }
 
