@@ -93,7 +93,7 @@ export function threadCpuMicros(): Record<string, number> {
       try {
         const comm = readFileSync(`/proc/self/task/${id}/comm`, 'utf8').trim().replace(/[0-9]+/g, '#');
         // Node names few of its threads: the JS thread is the one whose id is the process id.
-        const name = Number(id) === process.pid ? 'js' : comm === 'node' ? `other${process.env.BENCH_TIDS ? id : ''}` : comm;
+        const name = Number(id) === process.pid ? 'js' : comm === 'node' ? 'other' : comm;
         const run = Number(readFileSync(`/proc/self/task/${id}/schedstat`, 'utf8').split(' ')[0]);
         out[name] = (out[name] ?? 0) + run / 1000;
       } catch {

@@ -131,7 +131,8 @@ function behaviourFilter(m: Behaviour['counters'][number]['match']): Filter {
   };
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freezes `value` and everything reachable through its own properties (not the contents of Sets and Maps). */
+export function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const child of Object.values(value)) deepFreeze(child);

@@ -24,10 +24,10 @@
   then G (number of HyperLogLog groups), and per group: maxValues, value, N, then N user ids
   then O (number of outbox entries), then O pairs (touch id, touch job JSON)
 
-  Output:  1 committed
+  Output:  1 committed (a timer batch whose token was the last one applied: committed before, its
+             reply lost or the command re-sent by the client; nothing is written again)
           -1 stale epoch: another consumer owns the lane now (this one is a zombie)
-          -2 already applied: the batch starts at or below the fence (a replay), or a timer batch
-             whose token was the last one applied (sent again after its reply was lost)
+          -2 already applied: the batch starts at or below the fence (a replay)
           -3 fence behind: Redis' fence (or epoch) is below what this lane saw acknowledged, so
              Redis lost writes (a restart from an AOF missing its last second, a failover to a lagging
              replica); committing would skip the lost offsets for good
@@ -54,7 +54,7 @@ else
   -- at a time and retries only its last, so remembering the last token applied is enough.
   local token = ARGV[1] .. ':' .. ARGV[3]
   if redis.call('HGET', KEYS[1], 'timerBatch') == token then
-    return -2
+    return 1
   end
   redis.call('HSET', KEYS[1], 'timerBatch', token)
 end

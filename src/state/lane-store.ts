@@ -21,8 +21,8 @@ export interface LaneFence {
  * `stale-epoch`: another owner claimed the lane (a zombie's commit). `state-lost`: Redis' fence is
  * behind what this store saw acknowledged (Redis lost writes); refused until the lane is claimed
  * again and re-read from the fence. `already-applied`: a replay at or below the fence. (A timer
- * batch sent again after it landed, its reply lost, is refused by the script and reported here
- * as `committed`: it was.)
+ * batch sent again after it landed, its reply lost, is `committed`: the script finds its token
+ * and writes nothing again.)
  */
 export type CommitOutcome = 'committed' | 'stale-epoch' | 'state-lost' | 'already-applied';
 
@@ -247,10 +247,6 @@ export class LaneStore {
       if (firstOffset >= 0) this.see(partition, lastOffset);
       return 'committed';
     }
-    // A timer batch refused as already applied is this very batch (its token): it landed, and
-    // its reply was lost (or ioredis re-sent the command after a reconnect). The lane must go on
-    // as after a commit: count its timers, report its transitions, wake the relay for its touches.
-    if (code === -2 && firstOffset < 0) return 'committed';
     if (code === -1) return 'stale-epoch';
     if (code === -3) {
       // Refused (nothing written), so the lane stops and abandons its in-flight work (a

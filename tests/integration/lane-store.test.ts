@@ -5,25 +5,13 @@ import type { AppEvent } from '../../src/contract/event.js';
 import { applyEvents, applyTimers } from '../../src/state/decide.js';
 import { LaneStore } from '../../src/state/lane-store.js';
 import { StateQueries } from '../../src/state/queries.js';
-import type { StateSpec } from '../../src/state/spec.js';
+import { minimalStateSpec } from '../support/state-spec.js';
 import { parseDay } from '../../src/time/calendar.js';
 import { dropNamespace } from '../support/engine-harness.js';
 import { until } from '../support/poll.js';
 
 const DAY = 86_400_000;
-const spec: StateSpec = {
-  reportingTimeZone: 'UTC',
-  allowedLatenessMs: 7_200_000,
-  maxFutureSkewMs: 300_000,
-  metrics: [{ name: 'active', events: null }],
-  lifecycle: { newForMs: 7 * DAY, dormantAfterMs: 14 * DAY, churnedAfterMs: 30 * DAY, reactivatedForMs: 7 * DAY },
-  counters: [],
-  sums: [],
-  streaks: [],
-  traitKeys: [],
-  breakdowns: [],
-  deviceSignups: [],
-};
+const spec = minimalStateSpec();
 const T0 = Date.UTC(2026, 10, 2, 9);
 const ev = (id: string, userId: string, t: number): AppEvent => ({
   eventId: id, userId, name: 'login', timeMs: t, channel: 'app', props: {}, value: 0, tz: '', deviceId: '', sentMs: 0,
@@ -85,7 +73,7 @@ describe('LaneStore against a real Redis', () => {
   it('writes HyperLogLog breakdown sketches that expire (bounded memory however long it runs)', async () => {
     const store = new LaneStore(redis, namespace, 'hll');
     const { epoch } = await store.claim(2);
-    const wide: StateSpec = { ...spec, breakdowns: [{ name: 'ch', source: { kind: 'channel' }, values: null, maxValues: 10 }] };
+    const wide = minimalStateSpec({ breakdowns: [{ name: 'ch', source: { kind: 'channel' }, values: null, maxValues: 10 }] });
     const result = applyEvents([ev('h1', 'u1', T0), ev('h2', 'u2', T0)], new Map(), 0, T0, wide);
     expect(await store.commit(2, epoch, 0, 1, result)).toBe('committed');
     const key = store.keys(2).hash(`h:active:ch:${parseDay('2026-11-02')!}:app`);
@@ -123,7 +111,7 @@ describe('LaneStore against a real Redis', () => {
     expect(await store.sendCommit(first.prepared)).toBe('committed');
     const applied = await hashes(first.counterKeys);
     expect(applied).not.toEqual(before);
-    // Refused by the script (its token was the last applied), reported as the commit it was.
+    // The script finds its token (the last applied) and writes nothing again: the commit it was.
     expect(await store.sendCommit(first.prepared)).toBe('committed');
     expect(await hashes(first.counterKeys)).toEqual(applied);
     // The next timer batch has a token of its own and lands.

@@ -1,5 +1,6 @@
 import type { AppEvent } from '../../src/contract/event.js';
 import { decideJourneys } from '../../src/rules/decide-journeys.js';
+import { deepFreeze } from '../../src/rules/compile-rules.js';
 import type { JourneyInput, JourneyStepResult } from '../../src/rules/decisions.js';
 import type { JourneyUserState } from '../../src/rules/journey-state.js';
 import type { BudgetRemaining } from '../../src/rules/policy-gate.js';
@@ -58,20 +59,14 @@ export function policy(over: Partial<PolicySpec> = {}): PolicySpec {
 /**
  * Deep-frozen, as compileRules leaves a compiled spec: the rules cache what they derive from a
  * spec by its identity (event-index.ts, decide-journeys.ts), so a spec changed after its first use
- * would be decided from stale derivations. Frozen, a test that changes one fails loudly instead.
+ * would be decided from stale derivations. Frozen, a test that assigns to one fails loudly instead
+ * (the contents of its Sets are not frozen).
  */
 export function rules(journeys: JourneySpec[], over: Partial<RulesSpec> = {}): RulesSpec {
   const sorted = [...journeys].sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
   return deepFreeze({ journeys: sorted, policy: policy(), reportingTimeZone: 'Asia/Shanghai', maxTriggerAgeMs: HOUR, ...over });
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
-}
 
 export function facts(over: Partial<UserFacts> = {}): UserFacts {
   return {

@@ -3,24 +3,12 @@ import { describe, expect, it } from 'vitest';
 import type { AppEvent } from '../../src/contract/event.js';
 import { applyEvents } from '../../src/state/decide.js';
 import { recentIdKey } from '../../src/state/recent-ids.js';
-import type { StateSpec } from '../../src/state/spec.js';
+import { minimalStateSpec } from '../support/state-spec.js';
 import { decodeUserState, encodeUserState, type UserState } from '../../src/state/user-state.js';
 
 const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 10, 2, 9);
-const spec: StateSpec = {
-  reportingTimeZone: 'UTC',
-  allowedLatenessMs: 7_200_000,
-  maxFutureSkewMs: 300_000,
-  metrics: [{ name: 'active', events: null }],
-  lifecycle: { newForMs: 7 * DAY, dormantAfterMs: 14 * DAY, churnedAfterMs: 30 * DAY, reactivatedForMs: 7 * DAY },
-  counters: [],
-  sums: [{ name: 'paid', filter: { names: new Set(['payment']), props: {} }, windowMs: 7 * DAY, bucketMs: DAY }],
-  streaks: [],
-  traitKeys: [],
-  breakdowns: [],
-  deviceSignups: [],
-};
+const spec = minimalStateSpec({ sums: [{ name: 'paid', filter: { names: new Set(['payment']), props: {} }, windowMs: 7 * DAY, bucketMs: DAY }] });
 const ev = (eventId: string, t: number, value = 1): AppEvent => ({
   eventId, userId: 'u1', name: 'payment', timeMs: t, channel: 'app', props: {}, value, tz: '', deviceId: '', sentMs: 0,
 });
