@@ -1,6 +1,6 @@
 import { DAY_MS, dayNumber } from '../time/calendar.js';
 import { touchIdOf } from './assignment.js';
-import type { DecideContext, JourneyInput, JourneyStepResult, TouchDecision } from './decisions.js';
+import { emptyStepResult, record, type DecideContext, type JourneyInput, type JourneyStepResult, type TouchDecision } from './decisions.js';
 import { fireDueWaits } from './due-waits.js';
 import { applyEventEffects, recordConversions, recordLateFollowUps } from './event-effects.js';
 import { eventPlan } from './event-index.js';
@@ -36,7 +36,7 @@ export function decideJourneys(spec: RulesSpec, input: JourneyInput): JourneySte
     facts: input.after,
     state,
     planned: [],
-    out: { state, touches: [], skipped: [], cancellations: [], conversions: [], lateFollowUps: [], consentChanges: [], scheduled: [], nextDueAt: null },
+    out: emptyStepResult(state),
   };
 
   const e = input.event;
@@ -106,7 +106,7 @@ function gatePlanned(ctx: DecideContext, budgets: ReadonlyMap<string, BudgetRema
       budgetDay,
       priority: journey.priority,
     };
-    ctx.out.touches.push(decision);
+    record(ctx.out, 'touches', decision);
     if (gate.outcome !== 'send' && gate.outcome !== 'defer') continue;
     if (!journey.ignoreCaps) sameStep.push({ at: gate.sendAt, channel: gate.channel, journeyId: journey.id, touchId });
     entry.lastTouch = { at: gate.sendAt, channel: gate.channel, stepId: step.id };

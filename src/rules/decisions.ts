@@ -5,7 +5,7 @@ import type { JourneyEntry, JourneyUserState, Wait } from './journey-state.js';
 import type { BudgetRemaining } from './policy-gate.js';
 import type { CancelReason, Outcome, SkipReason, TouchReason } from './reasons.js';
 import type { JourneySpec, RulesSpec } from './rules-spec.js';
-import type { UserFacts } from './user-facts.js';
+import type { PriorFacts, UserFacts } from './user-facts.js';
 
 /** One call of `decideJourneys`: a user's event, or a timer tick (`event: null`). */
 export interface JourneyInput {
@@ -13,10 +13,10 @@ export interface JourneyInput {
   /** The wall clock: judges the age of triggers and when timers are due. */
   now: number;
   /**
-   * The user's facts before the event (null for a user never seen) and after it. `before` has no
-   * active-hour histogram (`activeHours` null): send times read `after`'s.
+   * The user's facts before the event (null for a user never seen) and after it. Of `before` only
+   * the stage, counters and streaks are read (PriorFacts): send times and conditions read `after`.
    */
-  before: UserFacts | null;
+  before: PriorFacts | null;
   after: UserFacts;
   /** The event as the state step applied it (a far-future time clamped); null on a timer tick. */
   event: AppEvent | null;
@@ -112,6 +112,25 @@ export interface JourneyStepResult {
   scheduled: Wait[];
   /** When the user's next journey timer is due; null when none is pending. */
   nextDueAt: number | null;
+}
+
+type ResultList = 'touches' | 'skipped' | 'cancellations' | 'conversions' | 'lateFollowUps' | 'consentChanges' | 'scheduled';
+
+// Shared by every result until something is recorded: most calls record nothing, and seven
+// fresh lists per event were a third of the journey step's garbage. Frozen, so a push that
+// bypasses `record` fails loudly instead of leaking into other results.
+const NOTHING: never[] = Object.freeze([]) as unknown as never[];
+
+/** A result whose lists are all empty (shared until `record` adds to one). */
+export function emptyStepResult(state: JourneyUserState): JourneyStepResult {
+  return { state, touches: NOTHING, skipped: NOTHING, cancellations: NOTHING, conversions: NOTHING, lateFollowUps: NOTHING, consentChanges: NOTHING, scheduled: NOTHING, nextDueAt: null };
+}
+
+/** Adds to one of a result's lists: the way every decision module writes its output. */
+export function record<K extends ResultList>(out: JourneyStepResult, list: K, item: JourneyStepResult[K][number]): void {
+  const items = out[list] as Array<JourneyStepResult[K][number]>;
+  if (items === NOTHING) (out[list] as Array<JourneyStepResult[K][number]>) = [item];
+  else items.push(item);
 }
 
 /** A step about to be gated. */

@@ -1,6 +1,6 @@
 import { assign } from './assignment.js';
 import { firstFailingCondition } from './conditions.js';
-import type { DecideContext } from './decisions.js';
+import { record, type DecideContext } from './decisions.js';
 import { isActiveEntry, JOURNEY_STATE_BOUNDS, type JourneyEntry, type Wait } from './journey-state.js';
 import type { SkipReason } from './reasons.js';
 import type { JourneySpec } from './rules-spec.js';
@@ -72,7 +72,7 @@ export function addWait(ctx: DecideContext, w: Wait): void {
   // made: an inactivity journey adds a wait on a user's first event, most users have few.
   if (waits.length < JOURNEY_STATE_BOUNDS.absenceWaitsPerJourney) {
     waits.push(w);
-    ctx.out.scheduled.push({ ...w });
+    record(ctx.out, 'scheduled', { ...w });
     return;
   }
   const absences = (journeyId?: string) => waits.filter((x) => x.kind === 'absence' && (journeyId === undefined || x.journeyId === journeyId));
@@ -89,9 +89,9 @@ export function addWait(ctx: DecideContext, w: Wait): void {
     skip(ctx, oldest.journeyId, 'wait_limit', oldest.kind === 'absence' ? oldest.occurrence : '', 'absence');
   }
   waits.push(w);
-  ctx.out.scheduled.push({ ...w });
+  record(ctx.out, 'scheduled', { ...w });
 }
 
 export function skip(ctx: DecideContext, journeyId: string, reason: SkipReason, occurrence: string, detail = ''): void {
-  ctx.out.skipped.push({ journeyId, reason, occurrence, detail });
+  record(ctx.out, 'skipped', { journeyId, reason, occurrence, detail });
 }

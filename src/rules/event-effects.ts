@@ -1,9 +1,9 @@
 import type { AppEvent } from '../contract/event.js';
 import { applyConsentEvent } from './consent.js';
-import type { DecideContext } from './decisions.js';
+import { record, type DecideContext } from './decisions.js';
 import { addWait } from './enter-journey.js';
 import { matchesFilter } from './filter.js';
-import { cancelledKeepMs, recordCancelledTouch } from './journey-state.js';
+import { cancelledKeepMs, recordCancelledTouch, type Wait } from './journey-state.js';
 import type { EventPlan } from './event-index.js';
 import type { Filter, JourneySpec } from './rules-spec.js';
 
@@ -15,7 +15,7 @@ import type { Filter, JourneySpec } from './rules-spec.js';
 
 /** Before due waits fire: choices, exits and in-time follow-ups must win over a deadline. */
 export function applyEventEffects(ctx: DecideContext, e: AppEvent, plan: EventPlan): void {
-  if (plan.consent) ctx.out.consentChanges.push(...applyConsentEvent(ctx.spec.policy, ctx.state.consent, e));
+  if (plan.consent) for (const c of applyConsentEvent(ctx.spec.policy, ctx.state.consent, e)) record(ctx.out, 'consentChanges', c);
   if (plan.exits.length > 0) applyExits(ctx, e, plan.exits);
   if (plan.followUps.length > 0) endAbsenceWaits(ctx, e, plan.followUps);
   if (plan.inactivity.length > 0) pushBackInactivity(ctx, e, plan.inactivity);
@@ -31,23 +31,36 @@ function applyExits(ctx: DecideContext, e: AppEvent, journeys: readonly JourneyS
     if (!matchesAny(j.exitOn, e)) continue;
     const entry = state.entries[j.id];
     const inEntry = entry !== undefined && entry.exitedAt === undefined && e.timeMs >= entry.at;
-    if (state.waits.length > 0) {
+    // Exit events are common (any login ends a win-back) and seldom end a wait: the list is
+    // looked through first and rebuilt only when one ends.
+    let anyEnds = false;
+    for (const w of state.waits) if ((anyEnds = exitEnds(w, j.id, inEntry, e.timeMs))) break;
+    if (anyEnds) {
       state.waits = state.waits.filter((w) => {
-        const ends = w.journeyId === j.id && ((w.kind === 'step' && inEntry) || (w.kind === 'absence' && w.startedAt <= e.timeMs));
-        if (ends) ctx.out.cancellations.push({ journeyId: j.id, reason: 'exit', kind: w.kind === 'step' ? 'step_wait' : 'absence_wait', touchId: '', key: w.kind === 'absence' ? w.key : '' });
-        return !ends;
+        if (!exitEnds(w, j.id, inEntry, e.timeMs)) return true;
+        record(ctx.out, 'cancellations', { journeyId: j.id, reason: 'exit', kind: w.kind === 'step' ? 'step_wait' : 'absence_wait', touchId: '', key: w.kind === 'absence' ? w.key : '' });
+        return false;
       });
     }
     if (!inEntry) continue;
+    if (entry.pending.length === 0) {
+      entry.exitedAt = e.timeMs;
+      continue;
+    }
     for (const p of entry.pending) {
       if (p.sendAt <= ctx.now) continue;
-      ctx.out.cancellations.push({ journeyId: j.id, reason: 'exit', kind: 'touch', touchId: p.touchId, key: '' });
+      record(ctx.out, 'cancellations', { journeyId: j.id, reason: 'exit', kind: 'touch', touchId: p.touchId, key: '' });
       recordCancelledTouch(state, p.touchId, p.sendAt + cancelledKeepMs(ctx.spec));
       state.history = state.history.filter((h) => h.touchId !== p.touchId);
     }
     entry.pending = [];
     entry.exitedAt = e.timeMs;
   }
+}
+
+/** An exit of journey `journeyId` at `t` ends its step waits (of a live entry) and the absence waits begun by then. */
+function exitEnds(w: Wait, journeyId: string, inEntry: boolean, t: number): boolean {
+  return w.journeyId === journeyId && ((w.kind === 'step' && inEntry) || (w.kind === 'absence' && w.startedAt <= t));
 }
 
 /** `then` arrived within the window: the absence wait with the same key ends without a touch. */
@@ -57,10 +70,13 @@ function endAbsenceWaits(ctx: DecideContext, e: AppEvent, journeys: readonly Jou
     if (t.type !== 'notFollowedBy' || !matchesFilter(t.then, e)) continue;
     const key = pairingKey(t.by, e);
     if (key === null || ctx.state.waits.length === 0) continue;
+    let anyEnds = false;
+    for (const w of ctx.state.waits) if ((anyEnds = followUpEnds(w, j.id, key, e.timeMs))) break;
+    if (!anyEnds) continue;
     ctx.state.waits = ctx.state.waits.filter((w) => {
-      const ends = w.kind === 'absence' && w.journeyId === j.id && w.key === key && e.timeMs >= w.startedAt && e.timeMs <= w.dueAt;
-      if (ends) ctx.out.cancellations.push({ journeyId: j.id, reason: 'followed_by', kind: 'absence_wait', touchId: '', key });
-      return !ends;
+      if (!followUpEnds(w, j.id, key, e.timeMs)) return true;
+      record(ctx.out, 'cancellations', { journeyId: j.id, reason: 'followed_by', kind: 'absence_wait', touchId: '', key });
+      return false;
     });
   }
 }
@@ -71,7 +87,14 @@ function pushBackInactivity(ctx: DecideContext, e: AppEvent, journeys: readonly 
     const t = j.trigger;
     if (t.type !== 'inactive' || (t.match !== null && !matchesFilter(t.match, e))) continue;
     const dueAt = e.timeMs + t.forMs;
-    const current = ctx.state.waits.find((w) => w.kind === 'inactive' && w.journeyId === j.id);
+    // Runs for nearly every event (any activity pushes the deadline back): a loop, no closure.
+    let current: Wait | undefined;
+    for (const w of ctx.state.waits) {
+      if (w.kind === 'inactive' && w.journeyId === j.id) {
+        current = w;
+        break;
+      }
+    }
     if (current !== undefined) current.dueAt = Math.max(current.dueAt, dueAt);
     else addWait(ctx, { kind: 'inactive', journeyId: j.id, dueAt });
   }
@@ -87,7 +110,7 @@ export function recordLateFollowUps(ctx: DecideContext, e: AppEvent, plan: Event
     const i = ctx.state.fired.findIndex((f) => f.journeyId === j.id && f.key === key && e.timeMs > f.dueAt);
     if (i < 0) continue;
     const [f] = ctx.state.fired.splice(i, 1);
-    ctx.out.lateFollowUps.push({ journeyId: j.id, key: f!.key, dueAt: f!.dueAt, at: e.timeMs, eventId: e.eventId });
+    record(ctx.out, 'lateFollowUps', { journeyId: j.id, key: f!.key, dueAt: f!.dueAt, at: e.timeMs, eventId: e.eventId });
   }
 }
 
@@ -98,8 +121,12 @@ export function recordConversions(ctx: DecideContext, e: AppEvent, plan: EventPl
     if (j.conversion === null || entry === undefined || entry.convertedAt !== undefined) continue;
     if (e.timeMs < entry.at || e.timeMs - entry.at > j.conversion.withinMs || !matchesFilter(j.conversion.match, e)) continue;
     entry.convertedAt = e.timeMs;
-    ctx.out.conversions.push({ journeyId: j.id, group: entry.group, variant: entry.variant, occurrence: entry.occurrence, enteredAt: entry.at, at: e.timeMs, eventId: e.eventId });
+    record(ctx.out, 'conversions', { journeyId: j.id, group: entry.group, variant: entry.variant, occurrence: entry.occurrence, enteredAt: entry.at, at: e.timeMs, eventId: e.eventId });
   }
+}
+
+function followUpEnds(w: Wait, journeyId: string, key: string, t: number): boolean {
+  return w.kind === 'absence' && w.journeyId === journeyId && w.key === key && t >= w.startedAt && t <= w.dueAt;
 }
 
 function matchesAny(filters: readonly Filter[], e: AppEvent): boolean {

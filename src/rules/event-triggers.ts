@@ -6,14 +6,14 @@ import { pairingKey } from './event-effects.js';
 import type { EventPlan } from './event-index.js';
 import { matchesFilter } from './filter.js';
 import type { JourneySpec } from './rules-spec.js';
-import { countWithin, liveStreak, type UserFacts } from './user-facts.js';
+import { countWithin, liveStreak, type PriorFacts, type UserFacts } from './user-facts.js';
 
 /**
  * The triggers an event fires at once (event, count, streak, stage, first time) and the
  * absence waits it starts (notFollowedBy). An event older than maxTriggerAge by the wall clock
  * fires nothing: each trigger it would have fired is a skip with reason stale_event.
  */
-export function eventTriggers(ctx: DecideContext, before: UserFacts | null, e: AppEvent, plan: EventPlan): void {
+export function eventTriggers(ctx: DecideContext, before: PriorFacts | null, e: AppEvent, plan: EventPlan): void {
   const stale = ctx.now - e.timeMs > ctx.spec.maxTriggerAgeMs;
   let today: number | undefined;
   for (const journey of plan.triggers) {
@@ -64,7 +64,7 @@ function fire(ctx: DecideContext, journey: JourneySpec, e: AppEvent, stale: bool
  * Stage transitions recorded on time, with no event (going dormant): the occurrence is the
  * moment of the transition, which the state derives the same way on every replay.
  */
-export function timerStageTriggers(ctx: DecideContext, before: UserFacts, after: UserFacts): void {
+export function timerStageTriggers(ctx: DecideContext, before: PriorFacts, after: UserFacts): void {
   const stale = ctx.now - after.stageSince > ctx.spec.maxTriggerAgeMs;
   for (const journey of ctx.spec.journeys) {
     if (journey.trigger.type !== 'stage' || !stageChanged(journey, before.stage, after.stage)) continue;

@@ -185,21 +185,22 @@ export function nextDueAt(s: JourneyUserState): number | null {
 /**
  * Drops what no longer matters at `now`: state of journeys no longer configured, touch history
  * older than `historyHorizonMs`, fired absences past their horizon; then applies the bounds.
- * Runs on every event, so it allocates only when there is something to drop.
+ * Runs on every event, so it allocates only when there is something to drop (the tests for that
+ * are plain loops: a closure per list and event was a tenth of the journey step's garbage).
  */
 export function pruneJourneyState(s: JourneyUserState, journeyIds: ReadonlySet<string>, now: number, historyHorizonMs: number): void {
   for (const id in s.entries) {
     if (!journeyIds.has(id)) delete s.entries[id];
     else {
       const e = s.entries[id]!;
-      if (e.pending.length > 0 && e.pending.some((p) => p.sendAt <= now)) e.pending = e.pending.filter((p) => p.sendAt > now);
+      if (e.pending.length > 0 && anyDue(e.pending, now)) e.pending = e.pending.filter((p) => p.sendAt > now);
     }
   }
-  if (s.waits.some((w) => !journeyIds.has(w.journeyId))) s.waits = s.waits.filter((w) => journeyIds.has(w.journeyId));
-  if (s.firstTimeSeen.some((id) => !journeyIds.has(id))) s.firstTimeSeen = s.firstTimeSeen.filter((id) => journeyIds.has(id));
+  if (anyWaitOutside(s.waits, journeyIds)) s.waits = s.waits.filter((w) => journeyIds.has(w.journeyId));
+  if (anyIdOutside(s.firstTimeSeen, journeyIds)) s.firstTimeSeen = s.firstTimeSeen.filter((id) => journeyIds.has(id));
   if (s.history.length > 0) {
     const from = now - historyHorizonMs;
-    if (s.history.some((h) => h.at <= from)) s.history = s.history.filter((h) => h.at > from);
+    if (anyAtOrBefore(s.history, from)) s.history = s.history.filter((h) => h.at > from);
     s.history.sort((a, b) => a.at - b.at);
     if (s.history.length > JOURNEY_STATE_BOUNDS.history) s.history = s.history.slice(-JOURNEY_STATE_BOUNDS.history);
   }
@@ -208,6 +209,26 @@ export function pruneJourneyState(s: JourneyUserState, journeyIds: ReadonlySet<s
     if (s.fired.length > JOURNEY_STATE_BOUNDS.fired) s.fired = s.fired.slice(-JOURNEY_STATE_BOUNDS.fired);
   }
   if (s.cancelled.length > 0 && s.cancelled.some((c) => c.until <= now)) s.cancelled = s.cancelled.filter((c) => c.until > now);
+}
+
+function anyDue(pending: ReadonlyArray<{ sendAt: number }>, now: number): boolean {
+  for (const p of pending) if (p.sendAt <= now) return true;
+  return false;
+}
+
+function anyWaitOutside(waits: readonly Wait[], ids: ReadonlySet<string>): boolean {
+  for (const w of waits) if (!ids.has(w.journeyId)) return true;
+  return false;
+}
+
+function anyIdOutside(list: readonly string[], ids: ReadonlySet<string>): boolean {
+  for (const id of list) if (!ids.has(id)) return true;
+  return false;
+}
+
+function anyAtOrBefore(history: readonly TouchRecord[], t: number): boolean {
+  for (const h of history) if (h.at <= t) return true;
+  return false;
 }
 
 /** True while an entry has a later step waiting or a touch not yet due. */

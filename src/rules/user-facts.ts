@@ -28,6 +28,13 @@ export interface UserFacts {
   deviceSignups: Readonly<Record<string, DeviceSignupFacts>>;
 }
 
+/**
+ * What the rules read of the facts before an event: the stage and the counter and streak entries
+ * (count, streak and stage triggers fire on the change an event makes). The state step snapshots
+ * only these, per event.
+ */
+export type PriorFacts = Pick<UserFacts, 'stage' | 'counters' | 'streaks'>;
+
 export interface DeviceSignupFacts {
   at: number;
   times: readonly number[];
@@ -50,7 +57,8 @@ export function deviceSignupsWithin(d: DeviceSignupFacts | undefined, t: number,
 /** Matching times within (t - withinMs, t]. */
 export function countWithin(times: readonly number[] | undefined, t: number, withinMs: number): number {
   let n = 0;
-  for (const x of times ?? []) if (x > t - withinMs && x <= t) n++;
+  if (times === undefined) return n;
+  for (const x of times) if (x > t - withinMs && x <= t) n++;
   return n;
 }
 

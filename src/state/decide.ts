@@ -158,7 +158,7 @@ export function applyEvents(
       // the wall clock, must not make the rest of a replayed partition late.
       result.streamTime = t;
     }
-    const before = rules !== null && state !== undefined ? factsOf(state, now, spec) : null;
+    const before = rules !== null && state !== undefined ? factsOf(state) : null;
     // The first event of a user in the batch copies the loaded state (unless it was given
     // away); later ones update the copy.
     const next = applyOne(mine ?? (state === undefined || owned ? state : structuredCloneState(state)), e, idKey, t, spec, result, view);
@@ -287,7 +287,7 @@ export function applyTimers(
     }
     const s = structuredCloneState(prior);
     result.stats.timersFired++;
-    const before = rules !== null ? factsOf(s, now, spec) : null;
+    const before = rules !== null ? factsOf(s) : null;
     recordStage(s, userId, now, spec, result);
     // Journey timers (absence deadlines, inactivity, later steps) share the user's one timer.
     if (rules !== null) mergeJourneys(result, userId, runJourneys(rules, userId, s, before, null, now, spec));
@@ -316,8 +316,12 @@ function journeysOf(spec: StateSpec): RulesSpec | null {
 
 /** Adds a journey decision's outbox entries and counters; the user's timer is the earlier one. */
 function mergeJourneys(out: StepResult, userId: string, j: JourneyEffects): void {
-  out.outbox.push(...j.outbox);
-  for (const [hash, field, delta] of j.counters) bump(out.counters, hash, field, delta);
+  // Indexed loops: most events bring the shared empty lists, on which for-of made an iterator.
+  for (let i = 0; i < j.outbox.length; i++) out.outbox.push(j.outbox[i]!);
+  for (let i = 0; i < j.counters.length; i++) {
+    const [hash, field, delta] = j.counters[i]!;
+    bump(out.counters, hash, field, delta);
+  }
   if (j.nextDueAt !== null) {
     const lifecycle = out.timers.get(userId) ?? null;
     out.timers.set(userId, lifecycle === null ? j.nextDueAt : Math.min(lifecycle, j.nextDueAt));

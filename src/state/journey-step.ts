@@ -1,8 +1,8 @@
 import type { AppEvent } from '../contract/event.js';
 import { decideJourneys } from '../rules/decide-journeys.js';
-import type { JourneyStepResult, TouchDecision } from '../rules/decisions.js';
+import type { JourneyInput, JourneyStepResult, TouchDecision } from '../rules/decisions.js';
 import type { RulesSpec } from '../rules/rules-spec.js';
-import type { DeviceSignupFacts, UserFacts } from '../rules/user-facts.js';
+import type { DeviceSignupFacts, PriorFacts, UserFacts } from '../rules/user-facts.js';
 import { deviceSetId, type DeviceSignupView } from './device-signups.js';
 import { encodeOutboxEntry, type OutboxEntry } from '../touches/outbox-entry.js';
 import type { TouchJob } from '../touches/touch-job.js';
@@ -22,22 +22,18 @@ export const journeyHash = (journeyId: string): string => `j:${journeyId}`;
 
 /**
  * The facts before an event, kept while the state step applies it (the step may change the state
- * in place): the traits, counter, streak and sum maps are copied (applying the event replaces
- * their entries, it does not change them), the sums are computed only if a rule reads them (few
- * do; each costs a walk over the buckets), and the active-hour histogram is not kept
- * (`activeHours` is null: no rule reads it before the event, and the step counts in place).
+ * in place): only what the rules read of them (PriorFacts). The counter and streak maps are
+ * copied, not their entries: applying the event replaces entries, it never changes one. This
+ * runs for every event, so it copies nothing else (traits, sums and the histogram were copied
+ * for no reader: a third of the journey step's garbage).
  */
-export function factsOf(s: UserState, now: number, spec: StateSpec): UserFacts {
-  return facts(s, now, spec, true);
+export function factsOf(s: UserState): PriorFacts {
+  return { stage: s.stage, counters: { ...s.counters }, streaks: { ...s.streaks } };
 }
 
 /** The facts as they are now, read during one journey decision only: nothing copied. */
 function currentFacts(s: UserState, now: number, spec: StateSpec, devices: DeviceSignupView | undefined): UserFacts {
-  return new Facts(s, now, spec, false, devices);
-}
-
-function facts(s: UserState, now: number, spec: StateSpec, snapshot: boolean): UserFacts {
-  return new Facts(s, now, spec, snapshot, undefined);
+  return new Facts(s, now, spec, devices);
 }
 
 const NO_DEVICE_SIGNUPS: Readonly<Record<string, DeviceSignupFacts>> = Object.freeze({});
@@ -74,7 +70,6 @@ class Facts implements UserFacts {
     s: UserState,
     private readonly now: number,
     private readonly spec: StateSpec,
-    snapshot: boolean,
     private readonly devices: DeviceSignupView | undefined,
   ) {
     this.firstSeen = s.firstSeen;
@@ -82,15 +77,13 @@ class Facts implements UserFacts {
     this.stage = s.stage;
     this.stageSince = s.stageSince;
     this.tz = s.tz;
-    this.traits = snapshot ? { ...s.traits } : s.traits;
-    this.counters = snapshot ? { ...s.counters } : s.counters;
-    this.streaks = snapshot ? { ...s.streaks } : s.streaks;
-    // Only the decision's own facts carry the histogram (send times read it); a snapshot does
-    // not, as the step then counts the event in place.
-    this.activeHours = snapshot ? null : (s.hours ?? null);
+    this.traits = s.traits;
+    this.counters = s.counters;
+    this.streaks = s.streaks;
+    this.activeHours = s.hours ?? null;
     this.signups = s.signups;
     this.devicesRead = undefined;
-    this.buckets = snapshot && spec.sums.length > 0 ? { ...s.sums } : s.sums;
+    this.buckets = s.sums;
     this.computed = undefined;
   }
 
@@ -124,9 +117,9 @@ export function recordActiveHour(s: UserState, t: number, reportingTimeZone: str
 }
 
 export interface JourneyEffects {
-  outbox: OutboxEntry[];
+  outbox: readonly OutboxEntry[];
   /** hash suffix -> field -> delta, merged into the step's counters. */
-  counters: Array<[string, string, number]>;
+  counters: ReadonlyArray<readonly [string, string, number]>;
   nextDueAt: number | null;
 }
 
@@ -135,7 +128,7 @@ export function runJourneys(
   rules: RulesSpec,
   userId: string,
   s: UserState,
-  before: UserFacts | null,
+  before: PriorFacts | null,
   event: AppEvent | null,
   now: number,
   spec: StateSpec,
@@ -143,23 +136,23 @@ export function runJourneys(
   /** The caller may have `s.journeys` changed in place (nobody else holds it). */
   journeysOwned = false,
 ): JourneyEffects {
+  const input: JourneyInput = { userId, now, before, after: currentFacts(s, now, spec, devices), event, state: s.journeys ?? null, owned: journeysOwned };
   const budgets = spec.budgets?.remaining();
-  const result = decideJourneys(rules, {
-    userId,
-    now,
-    before,
-    after: currentFacts(s, now, spec, devices),
-    event,
-    state: s.journeys ?? null,
-    owned: journeysOwned,
-    ...(budgets !== undefined ? { budgets } : {}),
-  });
+  if (budgets !== undefined) input.budgets = budgets;
+  const result = decideJourneys(rules, input);
   s.journeys = result.state;
   return effectsOf(rules, result);
 }
 
+const NO_OUTBOX: readonly OutboxEntry[] = Object.freeze([]);
+const NO_COUNTS: ReadonlyArray<[string, string, number]> = Object.freeze([]);
+
 function effectsOf(rules: RulesSpec, r: JourneyStepResult): JourneyEffects {
-  const out: JourneyEffects = { outbox: [], counters: [], nextDueAt: r.nextDueAt };
+  // Most events decide nothing: no lists for them (this runs for every event).
+  if (r.touches.length + r.skipped.length + r.cancellations.length + r.conversions.length + r.lateFollowUps.length === 0) {
+    return { outbox: NO_OUTBOX, counters: NO_COUNTS, nextDueAt: r.nextDueAt };
+  }
+  const out = { outbox: [] as OutboxEntry[], counters: [] as Array<[string, string, number]>, nextDueAt: r.nextDueAt };
   for (const t of r.touches) {
     count(out, t.journeyId, `outcome:${t.outcome}`);
     count(out, t.journeyId, `reason:${t.reason}`);
@@ -179,7 +172,7 @@ function effectsOf(rules: RulesSpec, r: JourneyStepResult): JourneyEffects {
   return out;
 }
 
-function count(out: JourneyEffects, journeyId: string, field: string, delta = 1): void {
+function count(out: { counters: Array<[string, string, number]> }, journeyId: string, field: string, delta = 1): void {
   out.counters.push([journeyHash(journeyId), field, delta]);
 }
 

@@ -57,6 +57,7 @@ const TOP_FIELDS = ['tz', 'active', 'counters', 'sums', 'streaks', 'traits', 're
  * is dropped when empty and restored the same way, with no change here.
  */
 const JOURNEY_FIELDS: readonly string[] = Object.keys(emptyJourneyState());
+const JOURNEY_FIELD_SET: ReadonlySet<string> = new Set(JOURNEY_FIELDS);
 
 function isEmptyValue(v: unknown): boolean {
   if (v === '') return true;
@@ -84,7 +85,7 @@ export function encodeUserState(s: UserState): string {
 
 export function decodeUserState(text: string): UserState {
   const p = JSON.parse(text) as Partial<UserState> & Record<string, unknown>;
-  const s = shapedUserState(p, p.journeys !== undefined ? { ...emptyJourneyState(), ...p.journeys } : undefined);
+  const s = shapedUserState(p, p.journeys !== undefined ? shapedJourneyState(p.journeys as Partial<JourneyUserState> & Record<string, unknown>) : undefined);
   for (const key in p) if (!(key in s) && !KNOWN_FIELDS.has(key)) (s as unknown as Record<string, unknown>)[key] = p[key];
   return s;
 }
@@ -123,6 +124,26 @@ function shapedUserState(p: Partial<UserState>, journeys: JourneyUserState | und
     signups: p.signups,
     recentIds: p.recentIds ?? [],
   };
+}
+
+/**
+ * A stored journey state in the one shape of `emptyJourneyState()`, the stored lists taken as
+ * they are and only the missing ones made (building the empty state and spreading the stored one
+ * over it made every list twice). Fields this version does not know are carried over.
+ */
+function shapedJourneyState(p: Partial<JourneyUserState> & Record<string, unknown>): JourneyUserState {
+  const j: JourneyUserState = {
+    entries: p.entries ?? {},
+    waits: p.waits ?? [],
+    history: p.history ?? [],
+    lastTouchByChannel: p.lastTouchByChannel ?? {},
+    consent: p.consent ?? {},
+    firstTimeSeen: p.firstTimeSeen ?? [],
+    fired: p.fired ?? [],
+    cancelled: p.cancelled ?? [],
+  };
+  for (const key in p) if (!JOURNEY_FIELD_SET.has(key)) (j as unknown as Record<string, unknown>)[key] = p[key];
+  return j;
 }
 
 /** Fields decodeUserState places itself; any other stored field is carried over as it is. */
