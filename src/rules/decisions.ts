@@ -102,14 +102,14 @@ export interface LateFollowUp {
 export interface JourneyStepResult {
   state: JourneyUserState;
   /** In gating order: highest priority first. */
-  touches: TouchDecision[];
-  skipped: SkippedTrigger[];
-  cancellations: Cancellation[];
-  conversions: Conversion[];
-  lateFollowUps: LateFollowUp[];
-  consentChanges: ConsentChange[];
+  touches: readonly TouchDecision[];
+  skipped: readonly SkippedTrigger[];
+  cancellations: readonly Cancellation[];
+  conversions: readonly Conversion[];
+  lateFollowUps: readonly LateFollowUp[];
+  consentChanges: readonly ConsentChange[];
   /** Waits added by this call (also in `state.waits`). */
-  scheduled: Wait[];
+  scheduled: readonly Wait[];
   /** When the user's next journey timer is due; null when none is pending. */
   nextDueAt: number | null;
 }
@@ -117,9 +117,10 @@ export interface JourneyStepResult {
 type ResultList = 'touches' | 'skipped' | 'cancellations' | 'conversions' | 'lateFollowUps' | 'consentChanges' | 'scheduled';
 
 // Shared by every result until something is recorded: most calls record nothing, and seven
-// fresh lists per event were a third of the journey step's garbage. Frozen, so a push that
-// bypasses `record` fails loudly instead of leaking into other results.
-const NOTHING: never[] = Object.freeze([]) as unknown as never[];
+// fresh lists per event were a third of the journey step's garbage. The result's lists are
+// typed readonly, so only `record` writes them; frozen as well, so a cast around that still
+// fails at run time instead of leaking into every other result.
+const NOTHING: readonly never[] = Object.freeze([]);
 
 /** A result whose lists are all empty (shared until `record` adds to one). */
 export function emptyStepResult(state: JourneyUserState): JourneyStepResult {
@@ -128,8 +129,9 @@ export function emptyStepResult(state: JourneyUserState): JourneyStepResult {
 
 /** Adds to one of a result's lists: the way every decision module writes its output. */
 export function record<K extends ResultList>(out: JourneyStepResult, list: K, item: JourneyStepResult[K][number]): void {
+  // The one place a result list is written: a fresh array replaces the shared empty one.
   const items = out[list] as Array<JourneyStepResult[K][number]>;
-  if (items === NOTHING) (out[list] as Array<JourneyStepResult[K][number]>) = [item];
+  if ((items as readonly unknown[]) === NOTHING) (out as unknown as Record<K, Array<JourneyStepResult[K][number]>>)[list] = [item];
   else items.push(item);
 }
 

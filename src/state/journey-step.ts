@@ -24,8 +24,8 @@ export const journeyHash = (journeyId: string): string => `j:${journeyId}`;
  * The facts before an event, kept while the state step applies it (the step may change the state
  * in place): only what the rules read of them (PriorFacts). The counter and streak maps are
  * copied, not their entries: applying the event replaces entries, it never changes one. This
- * runs for every event, so it copies nothing else (traits, sums and the histogram were copied
- * for no reader: a third of the journey step's garbage).
+ * runs for every event, so it copies nothing else (the traits, and the sums where configured,
+ * were copied for no reader).
  */
 export function factsOf(s: UserState): PriorFacts {
   return { stage: s.stage, counters: { ...s.counters }, streaks: { ...s.streaks } };

@@ -85,8 +85,9 @@ export function encodeUserState(s: UserState): string {
 
 export function decodeUserState(text: string): UserState {
   const p = JSON.parse(text) as Partial<UserState> & Record<string, unknown>;
-  const s = shapedUserState(p, p.journeys !== undefined ? shapedJourneyState(p.journeys as Partial<JourneyUserState> & Record<string, unknown>) : undefined);
-  for (const key in p) if (!(key in s) && !KNOWN_FIELDS.has(key)) (s as unknown as Record<string, unknown>)[key] = p[key];
+  // A stored null journey state reads as an empty one (as it did when decoding spread it over one).
+  const s = shapedUserState(p, p.journeys !== undefined ? shapedJourneyState((p.journeys ?? {}) as Partial<JourneyUserState> & Record<string, unknown>) : undefined);
+  for (const key in p) if (!Object.prototype.hasOwnProperty.call(s, key) && !KNOWN_FIELDS.has(key)) carryOver(s, key, p[key]);
   return s;
 }
 
@@ -142,8 +143,13 @@ function shapedJourneyState(p: Partial<JourneyUserState> & Record<string, unknow
     fired: p.fired ?? [],
     cancelled: p.cancelled ?? [],
   };
-  for (const key in p) if (!JOURNEY_FIELD_SET.has(key)) (j as unknown as Record<string, unknown>)[key] = p[key];
+  for (const key in p) if (!JOURNEY_FIELD_SET.has(key)) carryOver(j, key, p[key]);
   return j;
+}
+
+/** Keeps a stored field this version does not know; defineProperty, so a "__proto__" key stays a plain field. */
+function carryOver(target: object, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /** Fields decodeUserState places itself; any other stored field is carried over as it is. */

@@ -104,6 +104,9 @@ describe('exit events', () => {
     u.event(event('dormant_ping', T0));
     const r = u.event(event('login', T0 + 2 * HOUR));
     expect(r.cancellations.map((c) => c.kind)).toEqual(['step_wait']);
+    // Nothing was pending any more, and the entry still ends at the exit.
+    expect(u.state!.entries.winback!.exitedAt).toBe(T0 + 2 * HOUR);
+    expect(u.state!.entries.winback!.pending).toEqual([]);
   });
 });
 

@@ -118,4 +118,28 @@ describe('stored user state encoding', () => {
     }
     expect(JSON.parse(encodeUserState(minimal))).toEqual({ firstSeen: 1, lastSeen: 1, stage: 'new', stageSince: 1 });
   });
+
+  it('reads a journey state stored as null, or with null lists, as empty, in the one shape', () => {
+    const empty = Object.keys(decodeUserState('{"firstSeen":1,"lastSeen":1,"stage":"new","stageSince":1,"journeys":{}}').journeys ?? {});
+    const fromNull = decodeUserState('{"firstSeen":1,"lastSeen":1,"stage":"new","stageSince":1,"journeys":null}');
+    expect(fromNull.journeys).toEqual({ entries: {}, waits: [], history: [], lastTouchByChannel: {}, consent: {}, firstTimeSeen: [], fired: [], cancelled: [] });
+    const nullLists = decodeUserState('{"firstSeen":1,"lastSeen":1,"stage":"new","stageSince":1,"journeys":{"waits":null,"history":null,"entries":null}}');
+    expect(nullLists.journeys?.waits).toEqual([]);
+    expect(nullLists.journeys?.history).toEqual([]);
+    expect(nullLists.journeys?.entries).toEqual({});
+    expect(Object.keys(fromNull.journeys ?? {})).toEqual(empty);
+    expect(Object.keys(nullLists.journeys ?? {})).toEqual(empty);
+  });
+
+  it('keeps journey and user fields it does not know (a newer version wrote them), "__proto__" included', () => {
+    const text = '{"firstSeen":1,"lastSeen":1,"stage":"new","stageSince":1,"later":{"a":1},"__proto__":{"p":1},"journeys":{"waits":[],"nextGen":[7],"__proto__":{"q":2}}}';
+    const s = decodeUserState(text);
+    const again = JSON.parse(encodeUserState(s)) as Record<string, unknown> & { journeys: Record<string, unknown> };
+    expect(again['later']).toEqual({ a: 1 });
+    expect(Object.getOwnPropertyDescriptor(again, '__proto__')?.value).toEqual({ p: 1 });
+    expect(again.journeys['nextGen']).toEqual([7]);
+    expect(Object.getOwnPropertyDescriptor(again.journeys, '__proto__')?.value).toEqual({ q: 2 });
+    expect(Object.getPrototypeOf(s)).toBe(Object.prototype);
+    expect(Object.getPrototypeOf(s.journeys)).toBe(Object.prototype);
+  });
 });
