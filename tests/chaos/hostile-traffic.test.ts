@@ -10,7 +10,8 @@ import { laneKeys } from '../../src/state/keys.js';
 import { openTouchQueue } from '../../src/touches/touch-queue.js';
 import { BudgetLedger } from '../../src/touches/budget-ledger.js';
 import { dayNumber } from '../../src/time/calendar.js';
-import { appEvent, metricSamples, produceStream, readAll, type OutMessage } from '../support/chaos-traffic.js';
+import { appEvent, metricSamples, produceStream, type OutMessage } from '../support/chaos-traffic.js';
+import { readTopic } from '../support/topic-reader.js';
 import { dropKeys, dropNamespace, highWatermarks, testConfig, waitForLanes } from '../support/engine-harness.js';
 import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
 import { partitionOf } from '../support/reference-log.js';
@@ -242,8 +243,8 @@ describe('hostile traffic', () => {
     expect(fromTraffic).toEqual([]);
     expect(((await engine.metrics.eventsApplied.get()).values[0]?.value ?? 0) - appliedBefore).toBe(USERS);
 
-    const letters = await readAll(brokers, dlqTopic, OVERSIZED);
-    // readAll stops at the count: the topic's end says whether anything else was dead-lettered.
+    const letters = await readTopic(brokers, dlqTopic, { count: OVERSIZED, timeoutMs: 60_000 });
+    // readTopic stops at the count: the topic's end says whether anything else was dead-lettered.
     expect([...(await highWatermarks(brokers, dlqTopic)).values()].reduce((a, b) => a + b, 0)).toBe(OVERSIZED);
     expect(letters).toHaveLength(OVERSIZED);
     for (const l of letters) {

@@ -9,7 +9,8 @@ import { compileStateSpec } from '../../src/engine/state-spec.js';
 import { createLogger } from '../../src/log.js';
 import { createMetricsRegistry } from '../../src/metrics/registry.js';
 import { applyEvents } from '../../src/state/decide.js';
-import { appEvent, produceStream, readAll, type OutMessage } from '../support/chaos-traffic.js';
+import { appEvent, produceStream, type OutMessage } from '../support/chaos-traffic.js';
+import { readTopic } from '../support/topic-reader.js';
 import { dropNamespace, highWatermarks, testConfig, waitForLanes } from '../support/engine-harness.js';
 import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
 import { partitionOf } from '../support/reference-log.js';
@@ -216,13 +217,13 @@ describe('personal data canaries', () => {
   it('the canaries did travel: they are in the stored traits and in the dead letters\' original bytes', async () => {
     const state = await (await fetch(`${engine.opsUrl}/v1/users/pii-user-1`)).text();
     expect(findCanaries(state)).toEqual(expect.arrayContaining([PHONE, NAME, ACCOUNT]));
-    const letters = await readAll(brokers, `${topic}.dlq`, 3 * 11 + 2 + 1);
+    const letters = await readTopic(brokers, `${topic}.dlq`, { count: 3 * 11 + 2 + 1, timeoutMs: 60_000 });
     expect(letters.filter((l) => findCanaries(l.value.toString('latin1')).length > 0).length).toBe(letters.length);
   });
 
   it('no canary in the dead-letter reasons (the values keep the original bytes by design)', async () => {
     const total = [...(await highWatermarks(brokers, `${topic}.dlq`)).values()].reduce((a, b) => a + b, 0);
-    const letters = await readAll(brokers, `${topic}.dlq`, total);
+    const letters = await readTopic(brokers, `${topic}.dlq`, { count: total, timeoutMs: 60_000 });
     expect(total).toBe(3 * 11 + 2 + 1);
     const codes = new Set(letters.map((l) => l.headers['nudge-error-code']));
     expect(codes).toEqual(new Set(['NUDGE_EVENT_NAME_BAD_CHARS', 'NUDGE_EVENT_CHANNEL_BAD_CHARS', 'NUDGE_EVENT_BAD_TZ', 'NUDGE_EVENT_PROP_VALUE_TOO_LONG', 'NUDGE_EVENT_PROP_KEY_TOO_LONG', 'NUDGE_EVENT_DEVICE_ID_TOO_LONG', 'NUDGE_EVENT_USER_ID_TOO_LONG', 'NUDGE_EVENT_NAME_TOO_LONG', 'NUDGE_EVENT_TIME_OUT_OF_RANGE', 'NUDGE_EVENT_VALUE_NOT_FINITE', 'NUDGE_EVENT_TOO_LARGE', 'NUDGE_EVENT_POISON', 'NUDGE_EVENT_UNDECODABLE']));

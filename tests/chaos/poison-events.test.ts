@@ -9,7 +9,9 @@ import { createMetricsRegistry } from '../../src/metrics/registry.js';
 import { applyEvents } from '../../src/state/decide.js';
 import { Random } from '../../src/tools/loadgen/random.js';
 import { StateQueries } from '../../src/state/queries.js';
-import { appEvent, malformed, produceStream, readAll, watchStalls, type Malformed, type MalformedKind, type StallReport } from '../support/chaos-traffic.js';
+import { appEvent, malformed, produceStream, watchStalls, type Malformed, type MalformedKind, type StallReport } from '../support/chaos-traffic.js';
+import { readTopic } from '../support/topic-reader.js';
+import { until } from '../support/poll.js';
 import { dropNamespace, highWatermarks, testConfig, waitForLanes } from '../support/engine-harness.js';
 import { createTopic, deleteTopics, uniqueName } from '../support/kafka-admin.js';
 import { countMismatches, userMismatches } from '../support/reference-compare.js';
@@ -148,7 +150,7 @@ describe('100 poison events among 50,000 valid ones', () => {
     const { config } = testConfig(yaml(topic, uniqueName('poison-chaos-group'), namespace));
     engine = new Engine({ config, spec: compileStateSpec(config), logger: silentLogger(), registry: createMetricsRegistry(), clock: () => NOW, decide: poisonedDecide, maxBatch: 500 });
     await engine.start();
-    await waitUntil(() => engine.ownedPartitions().length === PARTITIONS, 60_000, 'the engine owns every partition');
+    await until('the engine owns every partition', 60_000, () => engine.ownedPartitions().length === PARTITIONS);
     // Live traffic at 4,000 messages/s (the engine alone drains ~5,000/s on this machine): the
     // stall measure then sees the pipeline, not a pre-produced backlog waiting behind the other
     // partitions' prefetched data at start-up (which measures librdkafka's fetch order instead).
@@ -178,7 +180,7 @@ describe('100 poison events among 50,000 valid ones', () => {
 
   it('dead-letters each malformed message exactly once, with its original key and bytes and a reason', async () => {
     const total = [...(await highWatermarks(brokers, dlqTopic)).values()].reduce((a, b) => a + b, 0);
-    const letters = await readAll(brokers, dlqTopic, Math.max(total, 100));
+    const letters = await readTopic(brokers, dlqTopic, { count: Math.max(total, 100), timeoutMs: 60_000 });
     expect(total).toBe(100);
     const bySource = new Map<string, typeof letters>();
     for (const l of letters) {
@@ -208,14 +210,6 @@ describe('100 poison events among 50,000 valid ones', () => {
     console.log(`poison-events: dead-letter codes ${JSON.stringify(countBy(letters.map((l) => l.headers['nudge-error-code'] ?? '')))}`);
   }, 120_000);
 });
-
-async function waitUntil(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function countBy(values: string[]): Record<string, number> {
   const out: Record<string, number> = {};

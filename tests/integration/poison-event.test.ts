@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import kafkaJs from '@confluentinc/kafka-javascript';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { encodeEvent, type AppEvent } from '../../src/contract/event.js';
@@ -18,6 +17,8 @@ import { laneKeys } from '../../src/state/keys.js';
 import { LaneStore } from '../../src/state/lane-store.js';
 import type { StateSpec } from '../../src/state/spec.js';
 import { createTopic, deleteTopics, uniqueName, withAdmin } from '../support/kafka-admin.js';
+import { readTopic } from '../support/topic-reader.js';
+import { until } from '../support/poll.js';
 import { dropNamespace, highWatermarks, produceLog, testConfig, waitForLanes } from '../support/engine-harness.js';
 import type { LogMessage } from '../support/reference-log.js';
 
@@ -256,7 +257,7 @@ describe('a poison event through the real broker', () => {
     await engine.idle();
 
     expect((await highWatermarks(brokers, dlqTopic)).get(0)).toBe(1);
-    const [letter] = await readTopic(brokers, dlqTopic, 1);
+    const [letter] = await readTopic(brokers, dlqTopic, { count: 1, timeoutMs: 30_000 });
     const poison = log[101]!;
     expect(Buffer.compare(letter!.value, poison.value)).toBe(0);
     expect(letter!.key).toBe(SECRET);
@@ -275,7 +276,7 @@ describe('a poison event through the real broker', () => {
     const again = new Engine({ config, spec: compileStateSpec(config), logger: silentLogger(), registry: createMetricsRegistry(), clock: () => T0 + DAY, http: false, decide: poisonedDecide });
     onTestFinished(() => again.stop());
     await again.start();
-    await waitUntil(() => again.ownedPartitions().length === 2, 30_000, 'the restarted engine owns both partitions');
+    await until('the restarted engine owns both partitions', 30_000, () => again.ownedPartitions().length === 2);
     await new Promise((r) => setTimeout(r, 1_000));
     await again.idle();
     expect((await again.metrics.eventsConsumed.get()).values[0]?.value ?? 0).toBe(0);
@@ -283,43 +284,3 @@ describe('a poison event through the real broker', () => {
   });
 });
 
-interface ReadMessage {
-  key: string | null;
-  value: Buffer;
-  headers: Record<string, string>;
-}
-
-async function readTopic(brokers: string, topic: string, count: number): Promise<ReadMessage[]> {
-  const { Kafka, logLevel } = kafkaJs.KafkaJS;
-  const consumer = new Kafka({ kafkaJS: { brokers: brokers.split(','), logLevel: logLevel.NOTHING } }).consumer({ kafkaJS: { groupId: uniqueName('dlq-reader'), fromBeginning: true } });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic });
-    const seen: ReadMessage[] = [];
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`only ${seen.length} of ${count} messages arrived from ${topic}`)), 30_000);
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          const headers: Record<string, string> = {};
-          for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-          seen.push({ key: message.key?.toString() ?? null, value: message.value ?? Buffer.alloc(0), headers });
-          if (seen.length >= count) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
-      });
-    });
-    return seen;
-  } finally {
-    await consumer.disconnect();
-  }
-}
-
-async function waitUntil(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

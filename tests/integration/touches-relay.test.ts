@@ -9,6 +9,7 @@ import { outboxDepth } from '../../src/touches/outbox-store.js';
 import { TouchMetrics } from '../../src/touches/touch-metrics.js';
 import { openTouchQueue } from '../../src/touches/touch-queue.js';
 import { makeTouch, touchHarness, type TouchHarness } from '../support/touch-harness.js';
+import { until } from '../support/poll.js';
 
 let h: TouchHarness;
 afterEach(async () => {
@@ -197,7 +198,7 @@ describe('outbox relay against a real Redis', () => {
       const first = makeTouch();
       await commit(client, outbox, [first]);
       relay.wake();
-      await waitUntil(async () => (await queue.getJob(first.touchId)) !== undefined);
+      await until('the first touch is a job', 10_000, async () => (await queue.getJob(first.touchId)) !== undefined, 20);
 
       await server.kill();
       await new Promise((r) => setTimeout(r, 600));
@@ -207,10 +208,10 @@ describe('outbox relay against a real Redis', () => {
 
       restarted = await startRedisServer({ port: server.port });
       const second = makeTouch();
-      await waitUntil(async () => (await client.ping().catch(() => '')) === 'PONG');
+      await until('redis answers again', 10_000, async () => (await client.ping().catch(() => '')) === 'PONG', 20);
       await commit(client, outbox, [second]);
       relay.wake();
-      await waitUntil(async () => (await queue.getJob(second.touchId)) !== undefined);
+      await until('the second touch is a job', 10_000, async () => (await queue.getJob(second.touchId)) !== undefined, 20);
       expect(await client.hlen(outbox)).toBe(0);
     } finally {
       await relay.stop();
@@ -222,10 +223,3 @@ describe('outbox relay against a real Redis', () => {
   });
 });
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

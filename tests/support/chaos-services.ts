@@ -1,13 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import kafkaJs from '@confluentinc/kafka-javascript';
 import { Redis } from 'ioredis';
 import { decodeEvent } from '../../src/contract/event.js';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../src/dev/redis-server.js';
 import { startKafkaBroker, type KafkaBrokerHandle } from '../../scripts/services/kafka-broker.js';
-import { withAdmin } from './kafka-admin.js';
 
 /**
  * Services the chaos tests kill and start again (issue 6 items 3, 4 and 8): a private
@@ -97,49 +94,6 @@ export async function startRestartableBroker(): Promise<RestartableBroker> {
   };
 }
 
-/** One message as the topic holds it. */
-export interface TopicMessage {
-  partition: number;
-  offset: number;
-  value: Buffer;
-}
-
-/**
- * Reads every message of a topic up to the high watermarks taken at the call, with a group
- * of its own: what the broker really holds, the ground truth that "nothing lost" is checked
- * against (not the producer's own count of what it sent).
- */
-export async function readTopic(brokers: string, topic: string, timeoutMs = 120_000): Promise<TopicMessage[]> {
-  const ends = await withAdmin(brokers, async (admin) => new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)])));
-  const total = [...ends.values()].reduce((a, b) => a + b, 0);
-  const out: TopicMessage[] = [];
-  if (total === 0) return out;
-  const { Kafka, logLevel } = kafkaJs.KafkaJS;
-  const consumer = new Kafka({ kafkaJS: { brokers: brokers.split(','), logLevel: logLevel.NOTHING } }).consumer({
-    kafkaJS: { groupId: `chaos-read-${randomBytes(4).toString('hex')}`, fromBeginning: true, autoCommit: false },
-  });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`read ${out.length} of ${total} messages of ${topic} within ${timeoutMs} ms`)), timeoutMs);
-      void consumer.run({
-        eachMessage: async ({ partition, message }) => {
-          if (Number(message.offset) >= (ends.get(partition) ?? 0)) return;
-          out.push({ partition, offset: Number(message.offset), value: message.value ?? Buffer.alloc(0) });
-          if (out.length >= total) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
-      });
-    });
-  } finally {
-    await consumer.disconnect();
-  }
-  return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
-}
-
 /** The event id a message's bytes carry, or null when they do not decode. */
 export function eventIdOf(value: Buffer): string | null {
   const decoded = decodeEvent(value);
@@ -150,20 +104,6 @@ export function eventIdOf(value: Buffer): string | null {
 export async function usedMemory(redis: Redis): Promise<number> {
   const info = await redis.info('memory');
   return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? Number.NaN);
-}
-
-/**
- * Polls `read` until `done` holds (a condition in another process or server, with no event to
- * await), failing after `timeoutMs` with what was last seen.
- */
-export async function pollUntil<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, timeoutMs: number, pollMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read().catch((err: unknown) => err as T);
-    if (!(v instanceof Error) && done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${v instanceof Error ? v.message : JSON.stringify(v)})`);
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
 }
 
 // The state sections every chaos test runs with (engine YAML and reference spec): one copy.

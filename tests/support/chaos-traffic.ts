@@ -1,8 +1,6 @@
-import kafkaJs from '@confluentinc/kafka-javascript';
 import type { Redis } from 'ioredis';
 import { encodeEvent, type AppEvent } from '../../src/contract/event.js';
 import { EventProducer } from '../../src/sources/event-producer.js';
-import { uniqueName } from './kafka-admin.js';
 import { readFences } from './lane-fences.js';
 
 /**
@@ -114,43 +112,6 @@ export async function produceStream(brokers: string, topic: string, messages: It
     await producer.disconnect();
   }
   return n;
-}
-
-export interface DeadLetterRead {
-  key: string | null;
-  value: Buffer;
-  headers: Record<string, string>;
-  partition: number;
-  offset: number;
-}
-
-/** Reads `count` messages of a topic from the beginning (a fresh group), with their headers. */
-export async function readAll(brokers: string, topic: string, count: number, timeoutMs = 60_000): Promise<DeadLetterRead[]> {
-  const { Kafka, logLevel } = kafkaJs.KafkaJS;
-  const consumer = new Kafka({ kafkaJS: { brokers: brokers.split(','), logLevel: logLevel.NOTHING } }).consumer({ kafkaJS: { groupId: uniqueName('chaos-reader'), fromBeginning: true } });
-  const seen: DeadLetterRead[] = [];
-  if (count === 0) return seen;
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`read ${seen.length} of ${count} messages from ${topic} within ${timeoutMs} ms`)), timeoutMs);
-      void consumer.run({
-        eachMessage: async ({ partition, message }) => {
-          const headers: Record<string, string> = {};
-          for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-          seen.push({ key: message.key?.toString() ?? null, value: message.value ?? Buffer.alloc(0), headers, partition, offset: Number(message.offset) });
-          if (seen.length >= count) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
-      });
-    });
-    return seen;
-  } finally {
-    await consumer.disconnect();
-  }
 }
 
 export interface StallReport {
