@@ -22,6 +22,7 @@ import {
   dropQueue,
   expectedTouches,
   outboxIds,
+  expectDeviceSetsEqualModel,
   expectStateEqualsModel,
   finishRun,
   until,
@@ -215,6 +216,7 @@ describe('engine SIGKILLs at chosen points and at random moments during a 100,00
 
     // State: every count, every user, recorded stages, each user's applied ids in order.
     await expectStateEqualsModel(queries, ref, NOW);
+    await expectDeviceSetsEqualModel(redis, namespace, topic, ref);
 
     // Touches: each expected one delivered, signed, with the reference's data; nothing else.
     const report = checkDeliveries(receiver.requests, expected, secret);

@@ -21,6 +21,7 @@ import {
   checkJobs,
   dropQueue,
   expectedTouches,
+  expectDeviceSetsEqualModel,
   expectStateEqualsModel,
   finishRun,
   until,
@@ -210,6 +211,7 @@ describe('SIGTERM five times and a second instance joining and leaving the group
 
     // Nothing lost or applied twice, each user's order kept.
     await expectStateEqualsModel(queries, ref, NOW);
+    await expectDeviceSetsEqualModel(redis, namespace, topic, ref);
 
     // Every touch exactly once: not even a repeated webhook-id.
     const report = checkDeliveries(receiver.requests, expected, secret);

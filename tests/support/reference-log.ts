@@ -77,7 +77,7 @@ export function buildReferenceLog(o: ReferenceLogOptions): LogMessage[] {
       event:
         d.event === null || d.bytes !== undefined
           ? null
-          : { eventId: d.event.eventId, userId: d.event.userId, name: d.event.name, timeMs: d.event.timeMs, props: { ...d.event.props }, value: d.event.value, tz: d.event.tz, channel: d.event.channel },
+          : { eventId: d.event.eventId, userId: d.event.userId, name: d.event.name, timeMs: d.event.timeMs, props: { ...d.event.props }, value: d.event.value, tz: d.event.tz, channel: d.event.channel, deviceId: d.event.deviceId },
     };
     return { partition, key: d.key, value, ref };
   });

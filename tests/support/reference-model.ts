@@ -14,6 +14,8 @@ export interface RefEvent {
   value: number;
   tz: string;
   channel: string;
+  /** The device the event came from; "" or absent = none. */
+  deviceId?: string;
 }
 
 /** One delivered message, in the order its partition holds it. */
@@ -38,6 +40,16 @@ export interface RefSpec {
   recentIds: number;
   /** Splits by channel or a trait (the latest value of that event prop); `values` = exact list. */
   breakdowns?: Array<{ name: string; by: 'channel' | 'trait'; trait?: string; values?: string[] }>;
+  /** Record each user's sign-up: their first applied event of this name that carries a device. */
+  signups?: { eventName: string };
+}
+
+/** A user's sign-up: the message that carried it (partition, offset in that partition), its time and device. */
+export interface RefSignup {
+  partition: number;
+  offset: number;
+  at: number;
+  deviceId: string;
 }
 
 export interface RefUser {
@@ -52,6 +64,8 @@ export interface RefUser {
   traits: Map<string, string>;
   /** `${metric}/${breakdown}/${value}` -> active days (reporting zone). */
   breakdownDays: Map<string, Set<string>>;
+  /** With `spec.signups`: the user's sign-up, null while none. */
+  signup: RefSignup | null;
 }
 
 export interface RefResult {
@@ -79,7 +93,11 @@ export function localDate(ms: number, timeZone: string): string {
 export function runReference(messages: RefMessage[], spec: RefSpec, now: number): RefResult {
   const out: RefResult = { users: new Map(), invalid: 0, late: 0, duplicates: 0, clamped: 0, newUsersByDay: new Map(), gaps: new Map() };
   const streamTime = new Map<number, number>();
+  // Offsets as the topic assigns them: messages in order per partition, invalid ones included.
+  const nextOffset = new Map<number, number>();
   for (const m of messages) {
+    const offset = nextOffset.get(m.partition) ?? 0;
+    nextOffset.set(m.partition, offset + 1);
     if (m.event === null) {
       out.invalid++;
       continue;
@@ -104,7 +122,7 @@ export function runReference(messages: RefMessage[], spec: RefSpec, now: number)
 
     let u = user;
     if (!u) {
-      u = { firstSeen: t, lastSeen: t, reactivatedAt: null, tz: '', days: new Map(), counterTimes: new Map(), streakDays: new Map(), recentIds: [], traits: new Map(), breakdownDays: new Map() };
+      u = { firstSeen: t, lastSeen: t, reactivatedAt: null, tz: '', days: new Map(), counterTimes: new Map(), streakDays: new Map(), recentIds: [], traits: new Map(), breakdownDays: new Map(), signup: null };
       out.users.set(e.userId, u);
       const day = localDate(t, spec.reportingTimeZone);
       out.newUsersByDay.set(day, (out.newUsersByDay.get(day) ?? 0) + 1);
@@ -115,6 +133,9 @@ export function runReference(messages: RefMessage[], spec: RefSpec, now: number)
     }
     u.recentIds.push(e.eventId);
     if (u.recentIds.length > spec.recentIds) u.recentIds.shift();
+    if (spec.signups !== undefined && u.signup === null && e.name === spec.signups.eventName && (e.deviceId ?? '') !== '') {
+      u.signup = { partition: m.partition, offset, at: t, deviceId: e.deviceId as string };
+    }
     if (e.tz !== '') u.tz = e.tz;
     for (const b of spec.breakdowns ?? []) if (b.trait !== undefined && e.props[b.trait] !== undefined) u.traits.set(b.trait, e.props[b.trait] as string);
     for (const metric of spec.metrics) {

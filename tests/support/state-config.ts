@@ -13,7 +13,12 @@ export interface StateYamlOptions {
   maxTriggerAge?: string;
   /** `lifecycle.sweepInterval`; null = the engine's default. @default '200ms' */
   sweepInterval?: string | null;
+  /** Count sign-ups per device (`behaviour.deviceSignups`: one definition, SIGNUPS_NAME, on register). */
+  deviceSignups?: boolean;
 }
+
+/** The device sign-up definition stateYaml({ deviceSignups: true }) adds (STATE_REF_SPEC's `signups` follows it). */
+export const SIGNUPS_NAME = 'signups_24h';
 
 export function stateYaml(o: StateYamlOptions = {}): string {
   const sweep = o.sweepInterval === undefined ? '200ms' : o.sweepInterval;
@@ -41,7 +46,7 @@ behaviour:
   streaks:
     - name: checkin
       match: { name: checkin }
-`;
+${o.deviceSignups === true ? `  deviceSignups:\n    - name: ${SIGNUPS_NAME}\n      match: { name: register }\n      within: 24h\n` : ''}`;
 }
 
 export const STATE_YAML = stateYaml();
@@ -61,4 +66,6 @@ export const STATE_REF_SPEC: RefSpec = {
   counters: [{ name: 'loan_views', eventName: 'page_view', props: { page: 'loan_detail' }, keep: 3, withinMs: DAY }],
   streaks: [{ name: 'checkin', eventName: 'checkin' }],
   recentIds: 32,
+  // Only read where the engine ran with stateYaml({ deviceSignups: true }).
+  signups: { eventName: 'register' },
 };
