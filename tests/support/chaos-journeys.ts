@@ -360,10 +360,11 @@ export async function expectStateEqualsModel(queries: StateQueries, ref: RefResu
 /**
  * Every device's sign-up set (behaviour.deviceSignups) holds one member per user whose first
  * applied sign-up came from that device, naming the message that carried it (partition, offset,
- * user) and scored by its time, as the reference has it: none lost to a kill, none written twice,
- * none left over from a batch that died and was cut differently when read again. Compared as
- * groups of members, one group per device, so the test needs neither the engine's device hash
- * nor its key for a device: only the key pattern of the definition.
+ * user) and scored by its time, as the reference has it: none lost to a kill, none extra (a
+ * sign-up recorded twice, or from an event that was not the user's first applied one), none on
+ * the wrong device or with the wrong time. Compared as groups of members, one group per device,
+ * so the test needs neither the engine's device hash nor its key for a device: only the key
+ * pattern of the definition. Assumes nothing was trimmed (stateYaml keeps sign-ups 60 days).
  */
 export async function expectDeviceSetsEqualModel(redis: Redis, namespace: string, topic: string, ref: RefResult): Promise<void> {
   const byDevice = new Map<string, string[]>();
@@ -374,21 +375,25 @@ export async function expectDeviceSetsEqualModel(redis: Redis, namespace: string
     byDevice.set(u.signup.deviceId, group);
   }
   const want = [...byDevice.values()].map((g) => g.sort().join(' ')).sort();
-  const got: string[] = [];
+  // SCAN may return a key twice (while Redis resizes its table): the keys are collected first.
+  const keys = new Set<string>();
   let cursor = '0';
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `{${namespace}:${topic}:d:${SIGNUPS_NAME}/*}`, 'COUNT', '1000');
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `{${namespace}:${topic}:d:${SIGNUPS_NAME}/*}`, 'COUNT', '1000');
     cursor = next;
-    for (const key of keys) {
-      const flat = await redis.zrange(key, '0', '-1', 'WITHSCORES');
-      const members: string[] = [];
-      for (let i = 0; i < flat.length; i += 2) members.push(`${flat[i]}@${flat[i + 1]}`);
-      got.push(members.sort().join(' '));
-    }
+    for (const key of batch) keys.add(key);
   } while (cursor !== '0');
+  const got: string[] = [];
+  for (const key of keys) {
+    const flat = await redis.zrange(key, '0', '-1', 'WITHSCORES');
+    const members: string[] = [];
+    for (let i = 0; i < flat.length; i += 2) members.push(`${flat[i]}@${flat[i + 1]}`);
+    got.push(members.sort().join(' '));
+  }
   got.sort();
   // Not trivial: devices shared by several users (the log's sign-up farms) are in it.
   expect(want.length).toBeGreaterThan(20);
   expect(want.some((g) => g.includes(' '))).toBe(true);
+  expect(got.length, 'devices with sign-ups').toBe(want.length);
   expect(got).toEqual(want);
 }

@@ -17,7 +17,11 @@ export interface StateYamlOptions {
   deviceSignups?: boolean;
 }
 
-/** The device sign-up definition stateYaml({ deviceSignups: true }) adds (STATE_REF_SPEC's `signups` follows it). */
+/**
+ * The device sign-up definition stateYaml({ deviceSignups: true }) adds (STATE_REF_SPEC's `signups`
+ * follows it). Kept 60 days, longer than the chaos logs (40 days, plus a clamped future event at
+ * most two days on): the reference trims nothing, so neither may the engine.
+ */
 export const SIGNUPS_NAME = 'signups_24h';
 
 export function stateYaml(o: StateYamlOptions = {}): string {
@@ -46,7 +50,7 @@ behaviour:
   streaks:
     - name: checkin
       match: { name: checkin }
-${o.deviceSignups === true ? `  deviceSignups:\n    - name: ${SIGNUPS_NAME}\n      match: { name: register }\n      within: 24h\n` : ''}`;
+${o.deviceSignups === true ? `  deviceSignups:\n    - name: ${SIGNUPS_NAME}\n      match: { name: register }\n      within: 24h\n      keepFor: 60d\n` : ''}`;
 }
 
 export const STATE_YAML = stateYaml();
