@@ -134,4 +134,33 @@ describe('TrafficGenerator', () => {
       expect([...new Set(events.map((e) => e.channel))].sort()).toEqual(['app', 'mini_program', 'web', 'wechat']);
     });
   });
+
+  describe('interestShare (the benchmark sets the playbook touch rate with it)', () => {
+    const pageViews = (events: GeneratedEvent[], page: string) => events.filter((g) => g.event.name === 'page_view' && g.event.props.page === page).length;
+    const daily = (interestShare?: number) => untilArrival(new TrafficGenerator({ ...base, seed: 7, ...(interestShare !== undefined ? { interestShare } : {}) }), START + 24 * HOUR);
+
+    it('is 0.15 by default: the same traffic as before it existed', () => {
+      expect(take(new TrafficGenerator({ ...base, seed: 3, interestShare: 0.15 }), 2_000)).toEqual(take(new TrafficGenerator({ ...base, seed: 3 }), 2_000));
+    });
+
+    it('sets how many sessions view loan and fund pages, and keeps the requested event rate', () => {
+      const often = daily(0.15);
+      const seldom = daily(0.05);
+      for (const page of ['loan_detail', 'fund_detail']) {
+        const ratio = pageViews(seldom, page) / pageViews(often, page);
+        expect(ratio).toBeGreaterThan(0.2);
+        expect(ratio).toBeLessThan(0.5);
+      }
+      // Fewer events per session: more sessions, so the rate of events stays as asked.
+      const expected = base.ratePerSec * 86_400;
+      for (const d of [often, seldom]) {
+        expect(d.length).toBeGreaterThan(expected * 0.85);
+        expect(d.length).toBeLessThan(expected * 1.2);
+      }
+    });
+
+    it('refuses a share outside 0..1', () => {
+      expect(() => new TrafficGenerator({ ...base, seed: 1, interestShare: 1.5 })).toThrow(/interestShare/);
+    });
+  });
 });

@@ -27,6 +27,12 @@ export interface TrafficOptions {
   /** Share of sessions that are a new user's registration. */
   newUserRate?: number;
   /**
+   * Share of sessions that look at loan pages (1-3 views), and separately at fund pages: the
+   * playbook's interest journeys fire on 3 views in 24 h, so this sets most of its touch rate
+   * (0.15: ~1.9% of events become touches; 0.05: ~0.9%).
+   */
+  interestShare?: number;
+  /**
    * Event ids: 'short' (the default: the seed and a counter in base 36, 6-10 characters) or
    * 'uuid' (36 characters, as most producers send; same seed, same ids). The events are otherwise
    * the same. Stored states keep the latest ids, so this changes Redis memory and bytes per state.
@@ -54,9 +60,13 @@ const CHANNELS: readonly (readonly [string, number])[] = [
   ['wechat', 5],
 ];
 const FARM_DEVICES = ['d-farm-01', 'd-farm-02', 'd-farm-03'];
-// login + home + 0.3 check-in + 0.15 × (2 loan views + 0.1 apply) + 0.15 × (2 fund views + 0.12 buy)
-// + 0.2 × (start + 0.8 done) + 0.1 payment ≈ 3.39 (registrations, 1% of sessions, have 2).
-const MEAN_EVENTS_PER_SESSION = 3.39;
+// login + home + 0.3 check-in + s × (2 loan views + 0.1 apply) + s × (2 fund views + 0.12 buy)
+// + 0.2 × (start + 0.8 done) + 0.1 payment ≈ 3.39 at the default interest share s = 0.15
+// (registrations, 1% of sessions, have 2); each 0.01 of s adds 0.0422. Written from 3.39, the
+// constant this was before s was an option, so the default traffic is the same event for event.
+function meanEventsPerSession(interestShare: number): number {
+  return 3.39 + 4.22 * (interestShare - 0.15);
+}
 const DAY_MS = 86_400_000;
 
 interface Pending extends GeneratedEvent {
@@ -84,11 +94,13 @@ export class TrafficGenerator {
       lateRate: 0.005,
       lateMaxMs: 30 * 60_000,
       newUserRate: 0.01,
+      interestShare: 0.15,
       ...options,
       idStyle: options.idStyle ?? 'short',
     };
     if (!(this.opts.users >= 1)) throw new RangeError('users must be at least 1');
     if (!(this.opts.ratePerSec > 0)) throw new RangeError('ratePerSec must be above 0');
+    if (!(this.opts.interestShare >= 0 && this.opts.interestShare <= 1)) throw new RangeError('interestShare must be between 0 and 1');
     this.rng = new Random(this.opts.seed);
     this.idPrefix = `e${(this.opts.seed >>> 0).toString(36)}`;
     this.registered = this.opts.users;
@@ -114,7 +126,7 @@ export class TrafficGenerator {
     // Sessions are generated ahead until the earliest pending delivery cannot be overtaken.
     while (this.heap.length === 0 || (this.heap[0] as Pending).arrivalMs >= this.nextSessionMs) {
       this.startSession(this.nextSessionMs);
-      const sessionsPerMs = (this.opts.ratePerSec / MEAN_EVENTS_PER_SESSION / 1000) * this.rhythm(this.nextSessionMs);
+      const sessionsPerMs = (this.opts.ratePerSec / meanEventsPerSession(this.opts.interestShare) / 1000) * this.rhythm(this.nextSessionMs);
       this.nextSessionMs += Math.max(0.001, this.rng.exponential(1 / sessionsPerMs));
     }
     const top = popHeap(this.heap);
@@ -152,12 +164,12 @@ export class TrafficGenerator {
     this.emit(user, t, 'login', {});
     this.emit(user, step(), 'page_view', { page: 'home' });
     if (r.chance(0.3)) this.emit(user, step(), 'checkin', {});
-    if (r.chance(0.15)) {
+    if (r.chance(this.opts.interestShare)) {
       const views = 1 + r.int(3);
       for (let i = 0; i < views; i++) this.emit(user, step(), 'page_view', { page: 'loan_detail' });
       if (r.chance(0.1)) this.emit(user, step(), 'loan_apply', { product: 'personal_loan' });
     }
-    if (r.chance(0.15)) {
+    if (r.chance(this.opts.interestShare)) {
       const views = 1 + r.int(3);
       for (let i = 0; i < views; i++) this.emit(user, step(), 'page_view', { page: 'fund_detail' });
       if (r.chance(0.12)) this.emit(user, step(), 'fund_purchase', { product: 'money_market' }, amount(r, 500, 50_000));
