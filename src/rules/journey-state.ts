@@ -117,7 +117,31 @@ export function recordCancelledTouch(s: JourneyUserState, touchId: string, until
 }
 
 export function emptyJourneyState(): JourneyUserState {
-  return { entries: {}, waits: [], history: [], lastTouchByChannel: {}, consent: {}, firstTimeSeen: [], fired: [], cancelled: [] };
+  return journeyStateFrom({});
+}
+
+/**
+ * A journey state as stored (JSON.parse'd: empty fields left out, null where a list was, fields
+ * of a newer version) in the one shape every journey state has: the stored lists taken as they
+ * are, only the missing ones made. The one literal of that shape: new and decoded states share
+ * a V8 hidden class. Fields this version does not know are carried over (defineProperty, so a
+ * "__proto__" key stays a plain field), as decodeUserState keeps a user's.
+ */
+export function journeyStateFrom(p: Partial<JourneyUserState> & Record<string, unknown>): JourneyUserState {
+  const j: JourneyUserState = {
+    entries: p.entries ?? {},
+    waits: p.waits ?? [],
+    history: p.history ?? [],
+    lastTouchByChannel: p.lastTouchByChannel ?? {},
+    consent: p.consent ?? {},
+    firstTimeSeen: p.firstTimeSeen ?? [],
+    fired: p.fired ?? [],
+    cancelled: p.cancelled ?? [],
+  };
+  for (const key in p) {
+    if (!Object.prototype.hasOwnProperty.call(j, key)) Object.defineProperty(j, key, { value: p[key], enumerable: true, writable: true, configurable: true });
+  }
+  return j;
 }
 
 /**

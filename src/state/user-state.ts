@@ -1,4 +1,4 @@
-import { emptyJourneyState, type JourneyUserState } from '../rules/journey-state.js';
+import { emptyJourneyState, journeyStateFrom, type JourneyUserState } from '../rules/journey-state.js';
 import type { Stage } from './lifecycle.js';
 
 /**
@@ -57,7 +57,6 @@ const TOP_FIELDS = ['tz', 'active', 'counters', 'sums', 'streaks', 'traits', 're
  * is dropped when empty and restored the same way, with no change here.
  */
 const JOURNEY_FIELDS: readonly string[] = Object.keys(emptyJourneyState());
-const JOURNEY_FIELD_SET: ReadonlySet<string> = new Set(JOURNEY_FIELDS);
 
 function isEmptyValue(v: unknown): boolean {
   if (v === '') return true;
@@ -86,7 +85,7 @@ export function encodeUserState(s: UserState): string {
 export function decodeUserState(text: string): UserState {
   const p = JSON.parse(text) as Partial<UserState> & Record<string, unknown>;
   // A stored null journey state reads as an empty one (as it did when decoding spread it over one).
-  const s = shapedUserState(p, p.journeys !== undefined ? shapedJourneyState((p.journeys ?? {}) as Partial<JourneyUserState> & Record<string, unknown>) : undefined);
+  const s = shapedUserState(p, p.journeys !== undefined ? journeyStateFrom((p.journeys ?? {}) as Partial<JourneyUserState> & Record<string, unknown>) : undefined);
   for (const key in p) if (!Object.prototype.hasOwnProperty.call(s, key) && !KNOWN_FIELDS.has(key)) carryOver(s, key, p[key]);
   return s;
 }
@@ -125,26 +124,6 @@ function shapedUserState(p: Partial<UserState>, journeys: JourneyUserState | und
     signups: p.signups,
     recentIds: p.recentIds ?? [],
   };
-}
-
-/**
- * A stored journey state in the one shape of `emptyJourneyState()`, the stored lists taken as
- * they are and only the missing ones made (building the empty state and spreading the stored one
- * over it made every list twice). Fields this version does not know are carried over.
- */
-function shapedJourneyState(p: Partial<JourneyUserState> & Record<string, unknown>): JourneyUserState {
-  const j: JourneyUserState = {
-    entries: p.entries ?? {},
-    waits: p.waits ?? [],
-    history: p.history ?? [],
-    lastTouchByChannel: p.lastTouchByChannel ?? {},
-    consent: p.consent ?? {},
-    firstTimeSeen: p.firstTimeSeen ?? [],
-    fired: p.fired ?? [],
-    cancelled: p.cancelled ?? [],
-  };
-  for (const key in p) if (!JOURNEY_FIELD_SET.has(key)) carryOver(j, key, p[key]);
-  return j;
 }
 
 /** Keeps a stored field this version does not know; defineProperty, so a "__proto__" key stays a plain field. */
